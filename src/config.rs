@@ -1,0 +1,382 @@
+//! Configuration: defaults, then an optional TOML file, then `TICKGATE_*`
+//! environment variables, then command-line flags (applied by `main`).
+//!
+//! Every limit the gateway enforces lives here with its default, so the
+//! README's configuration table and `GET /api/v1/ws/config` read from one place.
+
+use std::{collections::BTreeMap, net::IpAddr, path::PathBuf};
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Serialized, Toml},
+};
+use serde::{Deserialize, Serialize};
+
+use crate::spec::messages::Channel;
+
+/// The whole configuration of one gateway process.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub ws: WsConfig,
+    pub channels: ChannelsConfig,
+    pub auth: AuthConfig,
+    pub simulator: SimulatorConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address the v1 listener binds.
+    pub host: IpAddr,
+    /// Port of the v1 listener (REST, docs, metrics and `/api/v1/ws/v1`).
+    pub port: u16,
+    /// Concurrent WebSocket connections; the handshake beyond it gets HTTP 503.
+    pub max_connections: usize,
+    /// How long shutdown waits for sessions to flush before exiting.
+    pub shutdown_grace_ms: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WsConfig {
+    /// Largest inbound frame; a larger one gets `frame_too_large` and close 1009.
+    pub max_frame_bytes: usize,
+    /// Sustained inbound frames per second per connection.
+    pub inbound_per_second: u32,
+    /// Inbound burst allowance per connection.
+    pub inbound_burst: u32,
+    /// Rate-limited frames within 10 s after which the connection closes with 4001.
+    pub rate_limit_close_after: u32,
+    /// Subscriptions one connection may hold.
+    pub max_subscriptions: usize,
+    /// Interval of server WebSocket pings.
+    pub ping_interval_ms: u64,
+    /// A connection silent for this long is closed with 4002.
+    pub idle_timeout_ms: u64,
+    /// Private frames queued for one connection before it is closed with 4000.
+    pub private_queue: usize,
+    /// Replies and errors queued for one connection before it is closed with 4000.
+    pub control_queue: usize,
+    /// Distinct conflated topics queued on one channel of one connection
+    /// before it is closed with 4000 (bounds memory when symbols are many).
+    pub conflation_slots: usize,
+}
+
+/// Per-channel limits, keyed by channel name.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ChannelsConfig(pub BTreeMap<String, ChannelLimits>);
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelLimits {
+    /// Most frames the channel sends one connection per second.
+    pub rate_per_second: u32,
+    /// Most connections subscribed to the channel at once.
+    pub max_subscribers: u32,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// HS256 secret (`TICKGATE_JWT_SECRET`). Ignored when `public_key_file` is set.
+    pub jwt_secret: String,
+    /// PEM public key for RS256 or ES256 tokens.
+    pub public_key_file: Option<PathBuf>,
+    /// `RS256` or `ES256` with `public_key_file`; `HS256` otherwise.
+    pub algorithm: String,
+    /// Required `aud` claim, when set.
+    pub audience: Option<String>,
+    /// Required `iss` claim, when set.
+    pub issuer: Option<String>,
+    /// Private channel name -> scope a token must carry to subscribe to it.
+    /// Empty: a valid token opens every private channel of its `sub`.
+    pub channel_scopes: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SimulatorConfig {
+    pub enabled: bool,
+    /// Seed of every random choice the simulator makes.
+    pub seed: u64,
+    pub symbols: Vec<String>,
+    /// Each symbol ticks after a random pause in [min, max] milliseconds.
+    pub tick_interval_ms: [u64; 2],
+    /// Load mode: when above 0, ticks at this aggregate rate (round-robin over
+    /// the symbols) instead of the random pauses.
+    pub ticks_per_second: u32,
+    /// Order book depth on each side.
+    pub book_depth: usize,
+    /// Pause between private events of each kind for each subscribed user.
+    pub private_interval_ms: u64,
+    /// Pause between system notices, random in [min, max] milliseconds.
+    pub system_interval_ms: [u64; 2],
+    /// Closed 1-minute candles generated per symbol at start, so history
+    /// answers at once.
+    pub backfill_bars: usize,
+    /// How often the in-progress candle is published.
+    pub candle_publish_ms: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `tracing` filter, e.g. `info,tickgate=debug`.
+    pub filter: String,
+    /// `text` or `json`.
+    pub format: String,
+}
+
+/// The development secret; using it logs a warning.
+pub const DEV_JWT_SECRET: &str = "dev-secret-change-me";
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server: ServerConfig::default(),
+            ws: WsConfig::default(),
+            channels: ChannelsConfig::default(),
+            auth: AuthConfig::default(),
+            simulator: SimulatorConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            host: IpAddr::from([127, 0, 0, 1]),
+            port: 8000,
+            max_connections: 1000,
+            shutdown_grace_ms: 5000,
+        }
+    }
+}
+
+impl Default for WsConfig {
+    fn default() -> Self {
+        Self {
+            max_frame_bytes: 64 * 1024,
+            inbound_per_second: 20,
+            inbound_burst: 40,
+            rate_limit_close_after: 100,
+            max_subscriptions: 50,
+            ping_interval_ms: 20_000,
+            idle_timeout_ms: 60_000,
+            private_queue: 1024,
+            control_queue: 256,
+            conflation_slots: 4096,
+        }
+    }
+}
+
+impl Default for ChannelsConfig {
+    fn default() -> Self {
+        Self(
+            Channel::ALL
+                .iter()
+                .map(|&channel| {
+                    let (rate_per_second, max_subscribers) = seed_limits(channel);
+                    (
+                        channel.to_string(),
+                        ChannelLimits {
+                            rate_per_second,
+                            max_subscribers,
+                        },
+                    )
+                })
+                .collect(),
+        )
+    }
+}
+
+/// The per-channel rates and subscriber caps of seed 004.
+fn seed_limits(channel: Channel) -> (u32, u32) {
+    match channel {
+        Channel::MarketData => (100, 500),
+        Channel::Orderbook => (50, 200),
+        Channel::Trades => (100, 300),
+        Channel::ChartData => (10, 100),
+        Channel::System => (5, 1000),
+        Channel::Heartbeat => (1, 1000),
+        Channel::Account => (10, 50),
+        Channel::Positions => (20, 50),
+        Channel::Orders => (50, 100),
+        Channel::Notifications => (20, 200),
+    }
+}
+
+impl ChannelsConfig {
+    /// The limits of `channel`, falling back to the seed's defaults.
+    pub fn limits(&self, channel: Channel) -> ChannelLimits {
+        self.0
+            .get(&channel.to_string())
+            .copied()
+            .unwrap_or_else(|| {
+                let (rate_per_second, max_subscribers) = seed_limits(channel);
+                ChannelLimits {
+                    rate_per_second,
+                    max_subscribers,
+                }
+            })
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            jwt_secret: DEV_JWT_SECRET.to_owned(),
+            public_key_file: None,
+            algorithm: "HS256".to_owned(),
+            audience: None,
+            issuer: None,
+            channel_scopes: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for SimulatorConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            seed: 42,
+            symbols: ["AAPL", "GOOGL", "MSFT", "TSLA", "AMZN", "NVDA", "META"]
+                .map(String::from)
+                .to_vec(),
+            tick_interval_ms: [500, 2000],
+            ticks_per_second: 0,
+            book_depth: 10,
+            private_interval_ms: 2000,
+            system_interval_ms: [30_000, 60_000],
+            backfill_bars: 500,
+            candle_publish_ms: 5000,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            filter: "info".to_owned(),
+            format: "text".to_owned(),
+        }
+    }
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Defaults, then `file` (if given), then `TICKGATE_*` variables: nested
+    /// keys use `__` (`TICKGATE_SERVER__PORT=9000`), and `TICKGATE_JWT_SECRET`
+    /// sets `auth.jwt_secret`.
+    ///
+    /// # Errors
+    /// An unreadable file, an unknown key or a value of the wrong type.
+    pub fn load(file: Option<&std::path::Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(ConfigError::Invalid(format!(
+                    "config file {} does not exist",
+                    file.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        figment = figment
+            .merge(
+                Env::prefixed("TICKGATE_")
+                    .ignore(&["JWT_SECRET"])
+                    .split("__"),
+            )
+            .merge(
+                Env::raw()
+                    .only(&["TICKGATE_JWT_SECRET"])
+                    .map(|_| "auth.jwt_secret".into()),
+            );
+        let config: Config = figment.extract().map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what serde cannot: ranges and cross-field rules.
+    ///
+    /// # Errors
+    /// A message naming the offending key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |message: String| Err(ConfigError::Invalid(message));
+        for name in self.channels.0.keys() {
+            if name.parse::<Channel>().is_err() {
+                return invalid(format!("channels.{name}: no such channel"));
+            }
+        }
+        for (name, limits) in &self.channels.0 {
+            if limits.rate_per_second == 0 || limits.max_subscribers == 0 {
+                return invalid(format!(
+                    "channels.{name}: rate_per_second and max_subscribers must be at least 1"
+                ));
+            }
+        }
+        for name in self.auth.channel_scopes.keys() {
+            match name.parse::<Channel>() {
+                Ok(channel) if channel.is_private() => {}
+                _ => return invalid(format!("auth.channel_scopes.{name}: not a private channel")),
+            }
+        }
+        let ws = &self.ws;
+        if ws.max_frame_bytes < 64 {
+            return invalid("ws.max_frame_bytes must be at least 64".into());
+        }
+        if ws.inbound_per_second == 0 || ws.inbound_burst == 0 {
+            return invalid("ws.inbound_per_second and ws.inbound_burst must be at least 1".into());
+        }
+        if ws.max_subscriptions == 0 {
+            return invalid("ws.max_subscriptions must be at least 1".into());
+        }
+        if ws.ping_interval_ms == 0 || ws.idle_timeout_ms <= ws.ping_interval_ms {
+            return invalid("ws.idle_timeout_ms must exceed ws.ping_interval_ms (> 0)".into());
+        }
+        if ws.private_queue == 0 || ws.control_queue < 8 || ws.conflation_slots == 0 {
+            return invalid("ws queue sizes must be positive (control_queue at least 8)".into());
+        }
+        let sim = &self.simulator;
+        if sim.tick_interval_ms[0] == 0 || sim.tick_interval_ms[0] > sim.tick_interval_ms[1] {
+            return invalid(
+                "simulator.tick_interval_ms must be [min, max] with 0 < min <= max".into(),
+            );
+        }
+        if sim.system_interval_ms[0] == 0 || sim.system_interval_ms[0] > sim.system_interval_ms[1] {
+            return invalid(
+                "simulator.system_interval_ms must be [min, max] with 0 < min <= max".into(),
+            );
+        }
+        if sim.symbols.is_empty() && sim.enabled {
+            return invalid("simulator.symbols must name at least one symbol".into());
+        }
+        if sim.private_interval_ms == 0 || sim.candle_publish_ms == 0 || sim.book_depth == 0 {
+            return invalid("simulator intervals and book_depth must be positive".into());
+        }
+        if !matches!(self.auth.algorithm.as_str(), "HS256" | "RS256" | "ES256") {
+            return invalid("auth.algorithm must be HS256, RS256 or ES256".into());
+        }
+        if self.auth.algorithm != "HS256" && self.auth.public_key_file.is_none() {
+            return invalid(format!(
+                "auth.algorithm {} needs auth.public_key_file",
+                self.auth.algorithm
+            ));
+        }
+        Ok(())
+    }
+}

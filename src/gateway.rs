@@ -1,0 +1,63 @@
+//! The state one gateway shares between its listeners, sessions, sources and
+//! REST handlers. Built once by `server::run`.
+
+use std::sync::Arc;
+
+use tokio::{sync::Semaphore, time::Instant};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use crate::{
+    auth::Authenticator,
+    config::Config,
+    hub::{Hub, OutboxLimits},
+    market::candles::CandleBook,
+    metrics::Stats,
+    spec::messages::Channel,
+};
+
+pub struct Gateway {
+    pub config: Arc<Config>,
+    pub hub: Arc<Hub>,
+    pub auth: Arc<Authenticator>,
+    pub stats: Arc<Stats>,
+    pub candles: Arc<CandleBook>,
+    /// One permit per open WebSocket connection (`server.max_connections`).
+    pub connections: Arc<Semaphore>,
+    /// Cancelled when shutdown begins.
+    pub shutdown: CancellationToken,
+    /// Sessions and sources; shutdown waits for them.
+    pub tasks: TaskTracker,
+    pub outbox_limits: Arc<OutboxLimits>,
+    pub started: Instant,
+}
+
+impl Gateway {
+    /// # Errors
+    /// An auth configuration that cannot be used (unreadable key).
+    pub fn new(config: Config) -> Result<Arc<Self>, crate::auth::AuthError> {
+        // Install the Prometheus recorder before anything records.
+        crate::metrics::prometheus();
+        let stats = Arc::new(Stats::default());
+        let hub = Arc::new(Hub::new(&config.channels, stats.clone()));
+        let auth = Authenticator::from_config(&config.auth)?;
+        let outbox_limits = Arc::new(OutboxLimits {
+            control: config.ws.control_queue,
+            private: config.ws.private_queue,
+            conflation_slots: config.ws.conflation_slots,
+            rates: Channel::ALL.map(|c| config.channels.limits(c).rate_per_second),
+            conflates: Channel::ALL.map(Channel::conflates),
+        });
+        Ok(Arc::new(Self {
+            connections: Arc::new(Semaphore::new(config.server.max_connections)),
+            candles: Arc::new(CandleBook::new(hub.clone())),
+            config: Arc::new(config),
+            hub,
+            auth,
+            stats,
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            outbox_limits,
+            started: Instant::now(),
+        }))
+    }
+}

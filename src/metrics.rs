@@ -1,0 +1,163 @@
+//! Counters of one gateway: exact per-instance numbers for
+//! `GET /api/v1/ws/stats`, mirrored into the process-wide Prometheus recorder
+//! behind `GET /metrics`. Every counter is updated in one place, here.
+
+use std::sync::{
+    OnceLock,
+    atomic::{AtomicU64, Ordering::Relaxed},
+};
+
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+/// Exact counters of one gateway instance.
+#[derive(Debug, Default)]
+pub struct Stats {
+    connections: AtomicU64,
+    connections_total: AtomicU64,
+    handshakes_refused: AtomicU64,
+    frames_in: AtomicU64,
+    frames_out: AtomicU64,
+    conflated: AtomicU64,
+    dropped: AtomicU64,
+    events_published: AtomicU64,
+    errors_sent: AtomicU64,
+}
+
+/// A copy of the counters at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    pub connections: u64,
+    pub connections_total: u64,
+    pub handshakes_refused: u64,
+    pub frames_in: u64,
+    pub frames_out: u64,
+    pub conflated: u64,
+    pub dropped: u64,
+    pub events_published: u64,
+    pub errors_sent: u64,
+}
+
+impl Stats {
+    pub fn connection_opened(&self) {
+        let open = self.connections.fetch_add(1, Relaxed) + 1;
+        self.connections_total.fetch_add(1, Relaxed);
+        counter!("tickgate_connections_total").increment(1);
+        gauge!("tickgate_connections").set(open as f64);
+    }
+
+    pub fn connection_closed(&self) {
+        let open = self.connections.fetch_sub(1, Relaxed).saturating_sub(1);
+        gauge!("tickgate_connections").set(open as f64);
+    }
+
+    pub fn handshake_refused(&self, reason: &'static str) {
+        self.handshakes_refused.fetch_add(1, Relaxed);
+        counter!("tickgate_handshakes_refused_total", "reason" => reason).increment(1);
+    }
+
+    pub fn frame_in(&self) {
+        self.frames_in.fetch_add(1, Relaxed);
+        counter!("tickgate_frames_in_total").increment(1);
+    }
+
+    pub fn frames_out(&self, frames: u64) {
+        self.frames_out.fetch_add(frames, Relaxed);
+        counter!("tickgate_frames_out_total").increment(frames);
+    }
+
+    pub fn conflated(&self, frames: u64) {
+        self.conflated.fetch_add(frames, Relaxed);
+        counter!("tickgate_frames_conflated_total").increment(frames);
+    }
+
+    /// Frames discarded because their connection was closed as a slow consumer.
+    pub fn dropped(&self, frames: u64) {
+        if frames > 0 {
+            self.dropped.fetch_add(frames, Relaxed);
+            counter!("tickgate_frames_dropped_total").increment(frames);
+        }
+    }
+
+    pub fn event_published(&self, channel: &'static str) {
+        self.events_published.fetch_add(1, Relaxed);
+        counter!("tickgate_events_published_total", "channel" => channel).increment(1);
+    }
+
+    pub fn error_sent(&self, code: String) {
+        self.errors_sent.fetch_add(1, Relaxed);
+        counter!("tickgate_error_frames_total", "code" => code).increment(1);
+    }
+
+    pub fn disconnect(&self, code: u16) {
+        counter!("tickgate_disconnects_total", "code" => code.to_string()).increment(1);
+    }
+
+    /// Time from an event entering the hub to its frame being written.
+    pub fn delivery_latency(&self, seconds: f64) {
+        histogram!("tickgate_publish_to_send_seconds").record(seconds);
+    }
+
+    pub fn queue_depth(&self, frames: usize) {
+        histogram!("tickgate_writer_batch_frames").record(frames as f64);
+    }
+
+    pub fn subscriptions(&self, channel: &'static str, subscribers: usize) {
+        gauge!("tickgate_subscribers", "channel" => channel).set(subscribers as f64);
+    }
+
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Relaxed)
+    }
+
+    pub fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            connections: self.connections.load(Relaxed),
+            connections_total: self.connections_total.load(Relaxed),
+            handshakes_refused: self.handshakes_refused.load(Relaxed),
+            frames_in: self.frames_in.load(Relaxed),
+            frames_out: self.frames_out.load(Relaxed),
+            conflated: self.conflated.load(Relaxed),
+            dropped: self.dropped.load(Relaxed),
+            events_published: self.events_published.load(Relaxed),
+            errors_sent: self.errors_sent.load(Relaxed),
+        }
+    }
+}
+
+/// The process-wide Prometheus recorder, installed on first use. Several
+/// gateways in one process (the tests) share it, so its numbers are process
+/// totals; `Stats` keeps the per-instance ones.
+pub fn prometheus() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                metrics_exporter_prometheus::Matcher::Full(
+                    "tickgate_publish_to_send_seconds".into(),
+                ),
+                &[
+                    0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                    2.5,
+                ],
+            )
+            .and_then(|builder| {
+                builder.set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full(
+                        "tickgate_writer_batch_frames".into(),
+                    ),
+                    &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0],
+                )
+            })
+            .map(PrometheusBuilder::build_recorder)
+            .unwrap_or_else(|error| {
+                tracing::error!(%error, "prometheus buckets rejected; using summaries");
+                PrometheusBuilder::new().build_recorder()
+            });
+        let handle = recorder.handle();
+        if let Err(error) = metrics::set_global_recorder(recorder) {
+            tracing::warn!(%error, "a metrics recorder was already installed");
+        }
+        handle
+    })
+}

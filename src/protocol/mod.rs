@@ -1,0 +1,47 @@
+//! Wire dialects: pure `decode(frame) -> command` and `encode(event) -> frame`
+//! functions, one module per dialect, no I/O. Only this module and the
+//! generated types know byte layouts.
+
+pub mod v1;
+
+/// A text frame, encoded once and shared by every connection that sends it
+/// (cloning is a reference-count increment).
+pub type Text = tokio_tungstenite::tungstenite::Utf8Bytes;
+
+/// Why the server closes a connection: a WebSocket close code and a reason
+/// under 123 bytes. The set is documented in asyncapi.yaml.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CloseReason {
+    pub code: u16,
+    pub reason: &'static str,
+}
+
+/// The close codes of asyncapi.yaml.
+pub mod close {
+    use super::CloseReason;
+
+    pub const GOING_AWAY: CloseReason = CloseReason {
+        code: 1001,
+        reason: "server shutting down",
+    };
+    pub const FRAME_TOO_LARGE: CloseReason = CloseReason {
+        code: 1009,
+        reason: "frame too large",
+    };
+    pub const INTERNAL_ERROR: CloseReason = CloseReason {
+        code: 1011,
+        reason: "internal error",
+    };
+    pub const SLOW_CONSUMER: CloseReason = CloseReason {
+        code: 4000,
+        reason: "slow consumer",
+    };
+    pub const RATE_LIMIT_EXCEEDED: CloseReason = CloseReason {
+        code: 4001,
+        reason: "rate limit exceeded",
+    };
+    pub const HEARTBEAT_TIMEOUT: CloseReason = CloseReason {
+        code: 4002,
+        reason: "heartbeat timeout",
+    };
+}

@@ -1,0 +1,160 @@
+//! The REST API of the v1 listener (poem-openapi), its documentation pages,
+//! and the routes beside it (`/metrics`, the WebSocket endpoint).
+//!
+//! The OpenAPI document is generated from this code; the committed
+//! `openapi.yaml` is its golden copy and a test fails on any difference.
+//! Every error is JSON `{code, message}`, including poem's own 404 and 405.
+
+mod api;
+mod datafeed;
+
+use std::sync::Arc;
+
+use poem::{
+    Endpoint, EndpointExt, IntoResponse, Response, Route, get, handler,
+    http::{HeaderValue, StatusCode, header},
+    web::Data,
+};
+use poem_openapi::{ApiResponse, Object, OpenApiService, payload::Json};
+
+pub use self::{api::Api, datafeed::Datafeed};
+use crate::{gateway::Gateway, session::upgrade};
+
+/// Base path of the v1 REST API.
+pub const API_BASE: &str = "/api/v1";
+
+/// The documented error body.
+#[derive(Object, Debug, Clone)]
+pub struct ErrorBody {
+    /// A stable machine-readable code, e.g. `unknown_symbol`.
+    pub code: String,
+    /// What went wrong and what to do next.
+    pub message: String,
+}
+
+/// The errors a REST operation may answer with.
+#[derive(ApiResponse, Debug)]
+#[oai(bad_request_handler = "bad_request")]
+pub enum ApiError {
+    /// A parameter is missing or invalid.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// No such symbol.
+    #[oai(status = 404)]
+    NotFound(Json<ErrorBody>),
+}
+
+impl ApiError {
+    pub fn bad_request(code: &str, message: impl Into<String>) -> Self {
+        Self::BadRequest(Json(ErrorBody {
+            code: code.to_owned(),
+            message: message.into(),
+        }))
+    }
+
+    pub fn not_found(code: &str, message: impl Into<String>) -> Self {
+        Self::NotFound(Json(ErrorBody {
+            code: code.to_owned(),
+            message: message.into(),
+        }))
+    }
+}
+
+fn bad_request(error: poem::Error) -> ApiError {
+    ApiError::bad_request("bad_request", error.to_string())
+}
+
+/// The OpenAPI service of the v1 REST API.
+pub fn openapi_service(gateway: Arc<Gateway>) -> OpenApiService<(Api, Datafeed), ()> {
+    OpenApiService::new(
+        (Api::new(gateway.clone()), Datafeed::new(gateway)),
+        "tickgate REST API",
+        "1.0.0",
+    )
+    .description(
+        "REST side of the tickgate market-data gateway: health, versions, WebSocket \
+         configuration and statistics, the specification documents, and a TradingView \
+         UDF datafeed. The WebSocket API (`/api/v1/ws/v1`) is described in asyncapi.yaml. \
+         Every error is JSON `{code, message}`.",
+    )
+    .server(API_BASE)
+}
+
+/// The OpenAPI document as served at `/api/v1/openapi.yaml`.
+pub fn openapi_yaml(gateway: Arc<Gateway>) -> String {
+    openapi_service(gateway).spec_yaml()
+}
+
+/// Every route of the v1 listener.
+pub fn routes(gateway: Arc<Gateway>) -> impl Endpoint {
+    let service = openapi_service(gateway.clone());
+    Route::new()
+        .at(format!("{API_BASE}/ws/v1"), get(upgrade::v1_endpoint))
+        .nest(format!("{API_BASE}/docs"), service.swagger_ui())
+        .nest(format!("{API_BASE}/redoc"), service.redoc())
+        .at(format!("{API_BASE}/openapi.json"), service.spec_endpoint())
+        .at(
+            format!("{API_BASE}/openapi.yaml"),
+            service.spec_endpoint_yaml(),
+        )
+        .at("/metrics", get(metrics))
+        .nest(API_BASE, service)
+        .data(gateway)
+        .around(|endpoint, request| async move {
+            let response = endpoint.get_response(request).await;
+            Ok(json_errors(response).await)
+        })
+}
+
+/// `GET /metrics`: Prometheus text exposition.
+#[handler]
+fn metrics(Data(_gateway): Data<&Arc<Gateway>>) -> impl IntoResponse {
+    crate::metrics::prometheus()
+        .render()
+        .with_content_type("text/plain; version=0.0.4")
+}
+
+/// Rewrites poem's plain-text errors (400 for unparsable parameters, 404,
+/// 405) into the documented JSON error body, and names the allowed method
+/// on 405.
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    if status != StatusCode::NOT_FOUND && status != StatusCode::METHOD_NOT_ALLOWED {
+        let text = response.into_body().into_string().await.unwrap_or_default();
+        let code = if status.is_server_error() {
+            "internal_error"
+        } else {
+            "bad_request"
+        };
+        let message = if text.is_empty() {
+            status.canonical_reason().unwrap_or("error").to_lowercase()
+        } else {
+            text
+        };
+        return upgrade::json_error(status, code, &message);
+    }
+    if status == StatusCode::NOT_FOUND {
+        return upgrade::json_error(
+            status,
+            "not_found",
+            "no such endpoint; see /api/v1/docs for the REST API and /api/v1/asyncapi.yaml for the WebSocket API",
+        );
+    }
+    upgrade::with_header(
+        upgrade::json_error(
+            status,
+            "method_not_allowed",
+            "this endpoint answers GET only",
+        ),
+        header::ALLOW,
+        HeaderValue::from_static("GET"),
+    )
+}

@@ -1,0 +1,199 @@
+//! Builds a gateway from its configuration, binds its listener, runs its
+//! sources and serves until the shutdown future completes.
+//!
+//! Shutdown: stop accepting (new handshakes get 503), send every connection a
+//! `system_status` frame with status `shutting_down` and close it with 1001,
+//! stop the sources, wait for sessions to flush (up to
+//! `server.shutdown_grace_ms`), and return.
+
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use poem::{Server, listener::TcpAcceptor};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    config::{Config, DEV_JWT_SECRET},
+    event::{Event, Payload, SystemNotice, Topic},
+    gateway::Gateway,
+    market,
+    protocol::close,
+    rest,
+    sources::{Ingest, simulator},
+    spec::messages::{Channel, SystemState},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(
+        "cannot listen on {addr}: {source}; pick another port with --port or stop what holds it"
+    )]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthError),
+    #[error(transparent)]
+    Symbol(#[from] crate::hub::InvalidSymbol),
+    #[error("server failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A gateway whose listener is bound but not yet serving.
+pub struct Bound {
+    gateway: Arc<Gateway>,
+    listener: tokio::net::TcpListener,
+    addr: SocketAddr,
+}
+
+/// Builds the gateway and binds its listener (port 0 picks a free port).
+///
+/// # Errors
+/// The address is taken, or the auth configuration is unusable.
+pub async fn bind(config: Config) -> Result<Bound, ServerError> {
+    let addr = SocketAddr::new(config.server.host, config.server.port);
+    if config.auth.public_key_file.is_none() && config.auth.jwt_secret == DEV_JWT_SECRET {
+        tracing::warn!("using the development JWT secret; set TICKGATE_JWT_SECRET in production");
+    }
+    let gateway = Gateway::new(config)?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, source })?;
+    let addr = listener.local_addr()?;
+    Ok(Bound {
+        gateway,
+        listener,
+        addr,
+    })
+}
+
+impl Bound {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn gateway(&self) -> &Arc<Gateway> {
+        &self.gateway
+    }
+
+    /// Serves until `shutdown` completes, then shuts down gracefully.
+    ///
+    /// # Errors
+    /// The simulator's configuration names an invalid symbol, or the
+    /// listener fails.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServerError> {
+        let gateway = self.gateway;
+        let config = gateway.config.clone();
+        let ingest = Ingest::new(gateway.hub.clone(), gateway.candles.clone());
+        if config.simulator.enabled {
+            simulator::spawn(
+                &config.simulator,
+                ingest.clone(),
+                gateway.hub.clone(),
+                &gateway.tasks,
+                gateway.shutdown.clone(),
+            )?;
+        }
+        gateway.tasks.spawn(market::run_candle_timer(
+            gateway.candles.clone(),
+            Duration::from_millis(config.simulator.candle_publish_ms),
+            gateway.shutdown.clone(),
+        ));
+        gateway
+            .tasks
+            .spawn(run_heartbeat(gateway.clone(), gateway.shutdown.clone()));
+
+        tracing::info!(addr = %self.addr, "tickgate listening; ws://{}/api/v1/ws/v1, docs http://{}/api/v1/docs", self.addr, self.addr);
+        let acceptor = TcpAcceptor::from_tokio(self.listener)?;
+        let app = rest::routes(gateway.clone());
+        let stop = gateway.shutdown.clone();
+        let signal_gateway = gateway.clone();
+        let signal = async move {
+            shutdown.await;
+            tracing::info!("shutting down");
+            begin_shutdown(&signal_gateway);
+        };
+        let grace = Duration::from_millis(config.server.shutdown_grace_ms);
+        Server::new_with_acceptor(acceptor)
+            .run_with_graceful_shutdown(app, signal, Some(grace))
+            .await?;
+        stop.cancel();
+        gateway.tasks.close();
+        if tokio::time::timeout(grace, gateway.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some sessions did not finish within the shutdown grace period");
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Stops sources and handshakes, tells every client, and closes it with 1001.
+fn begin_shutdown(gateway: &Gateway) {
+    gateway.shutdown.cancel();
+    let frame = gateway.hub.broadcast_frame(Event {
+        topic: Topic::global(Channel::System),
+        timestamp: jiff::Timestamp::now(),
+        payload: Payload::System(SystemNotice {
+            status: SystemState::ShuttingDown,
+            message: "the gateway is shutting down; reconnect after a short backoff".into(),
+        }),
+    });
+    gateway.hub.close_all(Some(frame), close::GOING_AWAY);
+}
+
+/// Publishes one `heartbeat` frame per second.
+async fn run_heartbeat(gateway: Arc<Gateway>, shutdown: CancellationToken) {
+    let mut timer = tokio::time::interval(Duration::from_secs(1));
+    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = timer.tick() => {}
+        }
+        gateway.hub.publish(Event {
+            topic: Topic::global(Channel::Heartbeat),
+            timestamp: jiff::Timestamp::now(),
+            payload: Payload::Heartbeat {
+                connections: gateway.stats.connections(),
+            },
+        });
+    }
+}
+
+/// Binds and serves until Ctrl-C or SIGTERM.
+///
+/// # Errors
+/// As `bind` and `Bound::run`.
+pub async fn run(config: Config) -> Result<(), ServerError> {
+    bind(config).await?.run(shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

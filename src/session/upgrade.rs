@@ -1,0 +1,143 @@
+//! The WebSocket handshake of the v1 endpoint, done over poem's raw upgrade
+//! so the session owns a tokio-tungstenite stream: frames stay shared
+//! `Utf8Bytes` end to end (poem's own stream converts each to a `String`),
+//! and buffer sizes and frame limits are ours to set.
+
+use std::sync::Arc;
+
+use poem::{
+    Request, Response, handler,
+    http::{HeaderValue, Method, StatusCode, header},
+    web::Data,
+};
+use tokio_tungstenite::{
+    WebSocketStream,
+    tungstenite::{
+        handshake::derive_accept_key,
+        protocol::{Role, WebSocketConfig},
+    },
+};
+
+use crate::gateway::Gateway;
+
+/// Per-connection read buffer. tungstenite's default (128 KiB, zero-filled)
+/// would dominate the memory of an idle connection.
+const READ_BUFFER: usize = 4 * 1024;
+
+/// Bytes the writer gathers before writing to the socket; frames queued for a
+/// connection leave in writes of up to this size.
+const WRITE_BUFFER: usize = 64 * 1024;
+
+/// `GET /api/v1/ws/v1`: upgrades to a v1 session, or answers 426 (not a
+/// WebSocket handshake) or 503 (connection limit reached, or shutting down).
+#[handler]
+pub async fn v1_endpoint(request: &Request, Data(gateway): Data<&Arc<Gateway>>) -> Response {
+    let Some(key) = handshake_key(request) else {
+        let response = json_error(
+            StatusCode::UPGRADE_REQUIRED,
+            "upgrade_required",
+            "this is a WebSocket endpoint: connect with a WebSocket client (GET with Upgrade: websocket, Sec-WebSocket-Version: 13)",
+        );
+        return with_header(
+            response,
+            header::UPGRADE,
+            HeaderValue::from_static("websocket"),
+        );
+    };
+    if gateway.shutdown.is_cancelled() {
+        gateway.stats.handshake_refused("shutting_down");
+        return json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the gateway is shutting down; reconnect to another instance or retry shortly",
+        );
+    }
+    let Ok(permit) = gateway.connections.clone().try_acquire_owned() else {
+        gateway.stats.handshake_refused("connection_limit");
+        let message = format!(
+            "the gateway holds its maximum of {} connections; retry later",
+            gateway.config.server.max_connections
+        );
+        let response = json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "connection_limit",
+            &message,
+        );
+        return with_header(response, header::RETRY_AFTER, HeaderValue::from_static("1"));
+    };
+    let Ok(on_upgrade) = request.take_upgrade() else {
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            "upgrade_failed",
+            "the connection cannot be upgraded",
+        );
+    };
+    let max_frame = gateway.config.ws.max_frame_bytes;
+    let config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
+        .max_write_buffer_size(WRITE_BUFFER * 16)
+        .max_message_size(Some(max_frame))
+        .max_frame_size(Some(max_frame));
+    let task_gateway = gateway.clone();
+    gateway.tasks.spawn(async move {
+        let _permit = permit;
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
+        let socket = WebSocketStream::from_raw_socket(upgraded, Role::Server, Some(config)).await;
+        super::run(task_gateway, socket).await;
+    });
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONNECTION, "upgrade")
+        .header(header::UPGRADE, "websocket")
+        .header(
+            header::SEC_WEBSOCKET_ACCEPT,
+            derive_accept_key(key.as_bytes()),
+        )
+        .finish()
+}
+
+/// The `Sec-WebSocket-Key` of a valid handshake request.
+fn handshake_key(request: &Request) -> Option<HeaderValue> {
+    let headers = request.headers();
+    let has_token = |name: header::HeaderName, token: &str| {
+        headers.get_all(name).iter().any(|value| {
+            value
+                .to_str()
+                .map(|v| {
+                    v.split(',')
+                        .any(|part| part.trim().eq_ignore_ascii_case(token))
+                })
+                .unwrap_or(false)
+        })
+    };
+    let valid = request.method() == Method::GET
+        && has_token(header::UPGRADE, "websocket")
+        && has_token(header::CONNECTION, "upgrade")
+        && headers.get(header::SEC_WEBSOCKET_VERSION) == Some(&HeaderValue::from_static("13"));
+    if !valid {
+        return None;
+    }
+    headers.get(header::SEC_WEBSOCKET_KEY).cloned()
+}
+
+/// A JSON `{code, message}` error response.
+pub fn json_error(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = serde_json::json!({ "code": code, "message": message }).to_string();
+    Response::builder()
+        .status(status)
+        .content_type("application/json")
+        .body(body)
+}
+
+/// `response` with one more header.
+pub fn with_header(
+    mut response: Response,
+    name: header::HeaderName,
+    value: HeaderValue,
+) -> Response {
+    response.headers_mut().insert(name, value);
+    response
+}

@@ -1,0 +1,83 @@
+//! Where events come from. Every source hands its events to `Ingest`, the
+//! one narrow entry into the core: it keeps the symbol list and the candles
+//! up to date and publishes to the hub. Sources know nothing of sessions,
+//! dialects or sockets.
+
+pub mod simulator;
+
+use std::sync::Arc;
+
+use crate::{
+    event::{BookUpdate, Event, Payload, Symbol, SystemNotice, Tick, Topic, Trade, UserId},
+    hub::{Hub, InvalidSymbol},
+    market::candles::CandleBook,
+    spec::messages::Channel,
+};
+
+/// The entry point of every source.
+#[derive(Clone)]
+pub struct Ingest {
+    hub: Arc<Hub>,
+    candles: Arc<CandleBook>,
+}
+
+impl Ingest {
+    pub fn new(hub: Arc<Hub>, candles: Arc<CandleBook>) -> Self {
+        Self { hub, candles }
+    }
+
+    /// Registers a symbol (validating it) so "all symbols" includes it.
+    ///
+    /// # Errors
+    /// An invalid symbol name.
+    pub fn symbol(&self, name: &str) -> Result<Symbol, InvalidSymbol> {
+        self.hub.symbols().insert(name)
+    }
+
+    pub fn candles(&self) -> &CandleBook {
+        &self.candles
+    }
+
+    pub fn tick(&self, symbol: &Symbol, at: jiff::Timestamp, tick: Tick) {
+        self.candles.on_tick(symbol, at, tick.price, tick.size);
+        self.publish(
+            Topic::symbol(Channel::MarketData, symbol.clone()),
+            at,
+            Payload::Tick(tick),
+        );
+    }
+
+    pub fn book(&self, symbol: &Symbol, at: jiff::Timestamp, update: BookUpdate) {
+        self.publish(
+            Topic::symbol(Channel::Orderbook, symbol.clone()),
+            at,
+            Payload::Book(update),
+        );
+    }
+
+    pub fn trade(&self, symbol: &Symbol, at: jiff::Timestamp, trade: Trade) {
+        self.publish(
+            Topic::symbol(Channel::Trades, symbol.clone()),
+            at,
+            Payload::Trade(trade),
+        );
+    }
+
+    pub fn system(&self, at: jiff::Timestamp, notice: SystemNotice) {
+        self.publish(Topic::global(Channel::System), at, Payload::System(notice));
+    }
+
+    /// A private event for `user` on a private channel.
+    pub fn private(&self, channel: Channel, user: &UserId, at: jiff::Timestamp, payload: Payload) {
+        debug_assert!(channel.is_private());
+        self.publish(Topic::user(channel, user.clone()), at, payload);
+    }
+
+    fn publish(&self, topic: Topic, timestamp: jiff::Timestamp, payload: Payload) {
+        self.hub.publish(Event {
+            topic,
+            timestamp,
+            payload,
+        });
+    }
+}

@@ -1,0 +1,45 @@
+//! The wire timestamp of the v1 API: UTC, ISO 8601, exactly six fractional
+//! digits (`2025-10-11T08:30:00.123456Z`). The generated types use it wherever
+//! asyncapi.yaml names the `Timestamp` schema.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// An instant, written on the wire with microsecond precision in UTC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(pub jiff::Timestamp);
+
+impl Timestamp {
+    /// The current time.
+    pub fn now() -> Self {
+        Self(jiff::Timestamp::now())
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.strftime("%Y-%m-%dT%H:%M:%S%.6fZ"))
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        text.parse::<jiff::Timestamp>()
+            .map(Self)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl From<jiff::Timestamp> for Timestamp {
+    fn from(value: jiff::Timestamp) -> Self {
+        Self(value)
+    }
+}
