@@ -104,12 +104,9 @@ where
                         break;
                     }
                 }
-                Some(Err(tungstenite::Error::Capacity(CapacityError::MessageTooLong { size, max_size }))) => {
+                Some(Err(tungstenite::Error::Capacity(CapacityError::MessageTooLong { size, .. }))) => {
                     gateway.stats.frame_in();
-                    session.send_error(ProtocolError::new(
-                        ErrorCode::FrameTooLarge,
-                        format!("frame of {size} bytes exceeds the limit of {max_size} bytes"),
-                    ));
+                    session.send_error(frame_too_large(size, gateway.config.ws.max_frame_bytes));
                     outbox.close(close::FRAME_TOO_LARGE);
                     break;
                 }
@@ -261,13 +258,22 @@ impl Session {
 
     /// Applies one inbound message. Returns false when the connection must end.
     fn on_message(&mut self, message: Message) -> bool {
-        let text = match message {
-            Message::Text(text) => Some(text),
-            Message::Binary(_) => None,
+        let (text, size) = match message {
+            Message::Text(text) => {
+                let size = text.len();
+                (Some(text), size)
+            }
+            Message::Binary(data) => (None, data.len()),
             Message::Close(_) => return false,
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => return true,
         };
         self.gateway.stats.frame_in();
+        let max = self.gateway.config.ws.max_frame_bytes;
+        if size > max {
+            self.send_error(frame_too_large(size, max));
+            self.outbox().close(close::FRAME_TOO_LARGE);
+            return false;
+        }
         if self.limiter.check().is_err() {
             return self.on_rate_limited();
         }
@@ -587,6 +593,13 @@ impl Session {
         self.gateway.stats.error_sent(error.code.to_string());
         self.outbox().push_control(v1::encode_error(&error));
     }
+}
+
+fn frame_too_large(size: usize, max: usize) -> ProtocolError {
+    ProtocolError::new(
+        ErrorCode::FrameTooLarge,
+        format!("frame of {size} bytes exceeds the limit of {max} bytes; send smaller frames"),
+    )
 }
 
 fn symbol_not_allowed(channel: Channel) -> ProtocolError {

@@ -72,7 +72,11 @@ pub async fn v1_endpoint(request: &Request, Data(gateway): Data<&Arc<Gateway>>) 
             "the connection cannot be upgraded",
         );
     };
-    let max_frame = gateway.config.ws.max_frame_bytes;
+    // The session enforces `max_frame_bytes` on whole frames, so it can
+    // answer with an error frame and a clean 1009 close. tungstenite's own cap
+    // (twice that) only bounds memory against frames far past the limit,
+    // which end the connection without the courtesy.
+    let max_frame = gateway.config.ws.max_frame_bytes.saturating_mul(2);
     let config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)

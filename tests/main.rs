@@ -1,0 +1,9 @@
+//! Integration tests: one binary, a real gateway per test on an ephemeral
+//! port, real WebSocket and HTTP clients.
+
+mod support;
+
+mod lifecycle;
+mod limits;
+mod rest;
+mod ws;

@@ -1,0 +1,313 @@
+//! Test harness shared by the integration tests (`tests/`) and the contract
+//! tests (`contract-tests/`): a real gateway on an ephemeral port, a real
+//! WebSocket client that validates every frame it receives against its
+//! message schema from asyncapi.yaml, and HTTP helpers.
+
+#![allow(dead_code)]
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{Arc, LazyLock},
+    time::Duration,
+};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tickgate::{Config, gateway::Gateway, spec};
+use tokio::{net::TcpStream, sync::oneshot, task::JoinHandle};
+use tokio_tungstenite::{
+    MaybeTlsStream, WebSocketStream, connect_async,
+    tungstenite::{Message, protocol::CloseFrame},
+};
+
+/// How long a test waits for a frame before failing (not a performance
+/// assertion: a generous bound so a broken server fails instead of hanging).
+pub const WAIT: Duration = Duration::from_secs(15);
+
+/// A configuration for tests: an ephemeral port and a fast simulator.
+pub fn test_config() -> Config {
+    let mut config = Config::default();
+    config.server.port = 0;
+    config.server.shutdown_grace_ms = 2000;
+    config.simulator.tick_interval_ms = [20, 60];
+    config.simulator.private_interval_ms = 100;
+    config.simulator.system_interval_ms = [100, 300];
+    config.simulator.candle_publish_ms = 200;
+    config.simulator.backfill_bars = 150;
+    config
+}
+
+/// A gateway running in this process.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub gateway: Arc<Gateway>,
+    stop: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<Result<(), tickgate::ServerError>>>,
+}
+
+impl TestServer {
+    pub async fn start(config: Config) -> Self {
+        let bound = tickgate::bind(config).await.expect("gateway binds");
+        let addr = bound.local_addr();
+        let gateway = bound.gateway().clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let handle = tokio::spawn(bound.run(async {
+            let _ = stopped.await;
+        }));
+        Self {
+            addr,
+            gateway,
+            stop: Some(stop),
+            handle: Some(handle),
+        }
+    }
+
+    pub async fn default() -> Self {
+        Self::start(test_config()).await
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/api/v1/ws/v1", self.addr)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        reqwest::get(self.url(path)).await.expect("HTTP request")
+    }
+
+    pub async fn get_json(&self, path: &str) -> (u16, Value) {
+        let response = self.get(path).await;
+        let status = response.status().as_u16();
+        let body = response.json::<Value>().await.expect("JSON body");
+        (status, body)
+    }
+
+    /// Triggers shutdown and waits for `run` to return.
+    pub async fn stop(mut self) -> Result<(), tickgate::ServerError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let handle = self.handle.take().expect("running");
+        tokio::time::timeout(Duration::from_secs(20), handle)
+            .await
+            .expect("shutdown finishes")
+            .expect("server task")
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Validators of every server message, by wire `type`.
+pub struct Schemas {
+    by_type: HashMap<String, (String, jsonschema::Validator)>,
+    by_name: HashMap<String, jsonschema::Validator>,
+}
+
+pub static SCHEMAS: LazyLock<Schemas> = LazyLock::new(|| {
+    let doc: Value = serde_json::from_str(spec::ASYNCAPI_JSON).expect("asyncapi.json");
+    let messages = doc["components"]["messages"].as_object().expect("messages");
+    let schemas = spec::message_schemas();
+    let mut by_type = HashMap::new();
+    let mut by_name = HashMap::new();
+    for (name, message) in messages {
+        let schema = &schemas[name];
+        let build = || {
+            jsonschema::options()
+                .should_validate_formats(true)
+                .build(schema)
+                .unwrap_or_else(|e| panic!("schema of {name} compiles: {e}"))
+        };
+        let wire = message["name"].as_str().expect("message name").to_owned();
+        by_type.insert(wire, (name.clone(), build()));
+        by_name.insert(name.clone(), build());
+    }
+    Schemas { by_type, by_name }
+});
+
+impl Schemas {
+    /// Validates a server frame against the schema its `type` names.
+    /// Returns the message's name in asyncapi.yaml.
+    pub fn check_frame(&self, frame: &Value) -> Result<String, String> {
+        let kind = frame["type"]
+            .as_str()
+            .ok_or_else(|| format!("frame without type: {frame}"))?;
+        let (name, validator) = self
+            .by_type
+            .get(kind)
+            .ok_or_else(|| format!("frame type {kind:?} is not in asyncapi.yaml: {frame}"))?;
+        let errors: Vec<String> = validator
+            .iter_errors(frame)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect();
+        if errors.is_empty() {
+            Ok(name.clone())
+        } else {
+            Err(format!(
+                "{name} frame violates its schema: {errors:?}\n{frame}"
+            ))
+        }
+    }
+
+    pub fn check_named(&self, name: &str, value: &Value) -> Result<(), String> {
+        let validator = self
+            .by_name
+            .get(name)
+            .ok_or_else(|| format!("no message {name}"))?;
+        let errors: Vec<String> = validator
+            .iter_errors(value)
+            .map(|e| e.to_string())
+            .collect();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{name}: {errors:?}"))
+        }
+    }
+}
+
+/// A v1 client: every frame it receives is validated against asyncapi.yaml.
+pub struct Client {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub welcome: Value,
+    /// Names of the messages received so far (for coverage checks).
+    pub seen: Vec<String>,
+}
+
+impl Client {
+    pub async fn connect(server: &TestServer) -> Self {
+        Self::connect_url(&server.ws_url()).await
+    }
+
+    pub async fn connect_url(url: &str) -> Self {
+        let (ws, _) = connect_async(url).await.expect("WebSocket connects");
+        let mut client = Self {
+            ws,
+            welcome: Value::Null,
+            seen: Vec::new(),
+        };
+        let welcome = client.recv().await;
+        assert_eq!(
+            welcome["type"], "welcome",
+            "first frame is welcome: {welcome}"
+        );
+        client.welcome = welcome;
+        client
+    }
+
+    pub async fn send(&mut self, frame: Value) {
+        self.send_text(&frame.to_string()).await;
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.ws.send(Message::text(text)).await.expect("send");
+    }
+
+    /// The next frame, validated. Fails the test on timeout or close.
+    pub async fn recv(&mut self) -> Value {
+        loop {
+            let message = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("a frame arrives in time")
+                .expect("connection open")
+                .expect("frame reads");
+            match message {
+                Message::Text(text) => {
+                    let frame: Value = serde_json::from_str(&text).expect("server frames are JSON");
+                    let name = SCHEMAS
+                        .check_frame(&frame)
+                        .unwrap_or_else(|e| panic!("{e}"));
+                    self.seen.push(name);
+                    return frame;
+                }
+                Message::Close(close) => panic!("connection closed unexpectedly: {close:?}"),
+                _ => continue,
+            }
+        }
+    }
+
+    /// Frames until one satisfies `pred`; returns it (and validates them all).
+    pub async fn recv_until(&mut self, mut pred: impl FnMut(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no matching frame in time"
+            );
+            let frame = self.recv().await;
+            if pred(&frame) {
+                return frame;
+            }
+        }
+    }
+
+    /// The next frame of one of `types`, skipping data frames of others.
+    pub async fn recv_type(&mut self, kind: &str) -> Value {
+        self.recv_until(|f| f["type"] == kind).await
+    }
+
+    /// Sends a frame and returns the reply that echoes `id`.
+    pub async fn request(&mut self, mut frame: Value, id: Value) -> Value {
+        frame["id"] = id.clone();
+        self.send(frame).await;
+        self.recv_until(|f| f["id"] == id).await
+    }
+
+    /// Reads (validating text frames) until the server closes; returns the close frame.
+    pub async fn expect_close(&mut self) -> Option<CloseFrame> {
+        loop {
+            let message = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("close arrives in time");
+            match message {
+                Some(Ok(Message::Close(close))) => return close,
+                Some(Ok(Message::Text(text))) => {
+                    let frame: Value = serde_json::from_str(&text).expect("JSON");
+                    let name = SCHEMAS
+                        .check_frame(&frame)
+                        .unwrap_or_else(|e| panic!("{e}"));
+                    self.seen.push(name);
+                }
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return None,
+            }
+        }
+    }
+}
+
+/// Subscribe frame.
+pub fn subscribe(channel: &str, symbol: Option<&str>) -> Value {
+    let mut frame = json!({"type": "subscribe", "channel": channel});
+    if let Some(symbol) = symbol {
+        frame["symbol"] = json!(symbol);
+    }
+    frame
+}
+
+pub fn unsubscribe(channel: &str, symbol: Option<&str>) -> Value {
+    let mut frame = json!({"type": "unsubscribe", "channel": channel});
+    if let Some(symbol) = symbol {
+        frame["symbol"] = json!(symbol);
+    }
+    frame
+}
+
+/// A token signed with the development secret.
+pub fn token(sub: &str, scopes: &[&str], ttl: u64) -> String {
+    tickgate::auth::mint(
+        tickgate::config::DEV_JWT_SECRET,
+        sub,
+        scopes.iter().map(|s| s.to_string()).collect(),
+        ttl,
+    )
+    .expect("token")
+}
