@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::spec::messages::Channel;
 
 /// The whole configuration of one gateway process.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub server: ServerConfig,
@@ -133,19 +133,6 @@ pub struct LogConfig {
 
 /// The development secret; using it logs a warning.
 pub const DEV_JWT_SECRET: &str = "dev-secret-change-me";
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            server: ServerConfig::default(),
-            ws: WsConfig::default(),
-            channels: ChannelsConfig::default(),
-            auth: AuthConfig::default(),
-            simulator: SimulatorConfig::default(),
-            log: LogConfig::default(),
-        }
-    }
-}
 
 impl Default for ServerConfig {
     fn default() -> Self {

@@ -148,19 +148,19 @@ pub fn decode(text: &str) -> Result<V1ClientFrame, ProtocolError> {
     };
     if let Some(error) = validator.iter_errors(&value).next() {
         let path = error.instance_path().as_str().to_owned();
-        if path == "/channel" {
-            if let Some(Value::String(name)) = object.get("channel") {
-                let names: Vec<String> = Channel::ALL.iter().map(ToString::to_string).collect();
-                return Err(ProtocolError::new(
-                    ErrorCode::UnknownChannel,
-                    format!(
-                        "unknown channel {}; channels: {}",
-                        Value::String(truncate(name, 64)),
-                        names.join(", ")
-                    ),
-                )
-                .with_id(id));
-            }
+        if path == "/channel"
+            && let Some(Value::String(name)) = object.get("channel")
+        {
+            let names: Vec<String> = Channel::ALL.iter().map(ToString::to_string).collect();
+            return Err(ProtocolError::new(
+                ErrorCode::UnknownChannel,
+                format!(
+                    "unknown channel {}; channels: {}",
+                    Value::String(truncate(name, 64)),
+                    names.join(", ")
+                ),
+            )
+            .with_id(id));
         }
         let field = match error.kind() {
             ValidationErrorKind::Required { property } => {
