@@ -1,7 +1,10 @@
 //! System operations: health, versions, WebSocket configuration and
 //! statistics, and the AsyncAPI document.
 
-use std::sync::Arc;
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, LazyLock},
+};
 
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags, payload::Json, payload::PlainText};
 
@@ -168,13 +171,6 @@ pub enum YamlDocument {
     Ok(PlainText<String>),
 }
 
-#[derive(ApiResponse)]
-pub enum JsonDocument {
-    /// The document.
-    #[oai(status = 200, content_type = "application/json")]
-    Ok(PlainText<String>),
-}
-
 #[OpenApi]
 impl Api {
     /// Gateway health
@@ -315,7 +311,9 @@ impl Api {
         tag = "ApiTags::Specs",
         operation_id = "getAsyncApiJson"
     )]
-    async fn asyncapi_json(&self) -> JsonDocument {
-        JsonDocument::Ok(PlainText(spec::ASYNCAPI_JSON.to_owned()))
+    async fn asyncapi_json(&self) -> Json<BTreeMap<String, serde_json::Value>> {
+        static DOCUMENT: LazyLock<BTreeMap<String, serde_json::Value>> =
+            LazyLock::new(|| serde_json::from_str(spec::ASYNCAPI_JSON).unwrap_or_default());
+        Json(DOCUMENT.clone())
     }
 }
