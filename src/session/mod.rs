@@ -78,6 +78,11 @@ where
 {
     gateway.stats.connection_opened();
     tracing::debug!("connected");
+    if gateway.shutdown.is_cancelled() {
+        // Upgraded just as shutdown began, after every open connection was
+        // told: close this one the same way.
+        outbox.close(close::GOING_AWAY);
+    }
 
     let (sink, mut stream) = socket.split();
     outbox.push_control(welcome(&gateway, subscriber.id));
@@ -324,22 +329,18 @@ impl Session {
                 id,
                 symbol,
             } => {
-                if let Err(error) =
-                    self.subscribe(channel, symbol.as_deref().map(String::as_str), id.clone())
-                {
-                    self.send_error(error.with_id(id).with_channel(channel));
-                }
+                let result =
+                    self.subscribe(channel, symbol.as_deref().map(String::as_str), id.clone());
+                self.report(result, id, channel);
             }
             V1ClientFrame::Unsubscribe {
                 channel,
                 id,
                 symbol,
             } => {
-                if let Err(error) =
-                    self.unsubscribe(channel, symbol.as_deref().map(String::as_str), id.clone())
-                {
-                    self.send_error(error.with_id(id).with_channel(channel));
-                }
+                let result =
+                    self.unsubscribe(channel, symbol.as_deref().map(String::as_str), id.clone());
+                self.report(result, id, channel);
             }
             V1ClientFrame::Auth { id, token } => self.authenticate(&token, id),
             V1ClientFrame::Ping { id } => {
@@ -586,6 +587,13 @@ impl Session {
                 reply,
             );
             self.subscriptions.remove(&sub_key);
+        }
+    }
+
+    /// Sends the error frame of a failed (un)subscribe, if it failed.
+    fn report(&self, result: Result<(), ProtocolError>, id: Option<RequestId>, channel: Channel) {
+        if let Err(error) = result {
+            self.send_error(error.with_id(id).with_channel(channel));
         }
     }
 
