@@ -149,6 +149,9 @@ impl Hub {
         topic.seq += 1;
         let seq = topic.seq;
         let event = Arc::new(event);
+        // Subscribers that joined before a book's first event got no
+        // snapshot: its first event goes out as one.
+        let first_book = channel == Channel::Orderbook && topic.last.is_none();
         if keeps_last(channel) {
             topic.last = Some((event.clone(), seq));
         }
@@ -156,7 +159,10 @@ impl Hub {
         if topic.subscribers.is_empty() && wildcard.is_empty() {
             return;
         }
-        let frame = v1::encode_event(&event, seq);
+        let frame = match first_book {
+            true => v1::encode_book_snapshot(&event, seq).unwrap_or_default(),
+            false => v1::encode_event(&event, seq),
+        };
         let resync = (channel == Channel::Orderbook).then(|| {
             let event = event.clone();
             Arc::new(LazyFrame::new(move || {
@@ -413,5 +419,244 @@ pub fn channel_name(channel: Channel) -> &'static str {
         Channel::Positions => "positions",
         Channel::Orders => "orders",
         Channel::Notifications => "notifications",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::Value;
+
+    use super::*;
+    use crate::{
+        config::{ChannelLimits, ChannelsConfig},
+        event::{Book, BookUpdate, Tick, Topic},
+    };
+
+    fn hub(max_subscribers: u32) -> Hub {
+        let mut channels = ChannelsConfig::default();
+        for channel in Channel::ALL {
+            channels.0.insert(
+                channel.to_string(),
+                ChannelLimits {
+                    rate_per_second: 10_000,
+                    max_subscribers,
+                },
+            );
+        }
+        Hub::new(&channels, Arc::new(Stats::default()))
+    }
+
+    fn session(hub: &Hub) -> Subscriber {
+        hub.register(Arc::new(Outbox::new(Arc::new(OutboxLimits {
+            control: 64,
+            private: 64,
+            conflation_slots: 64,
+            rates: [10_000; CHANNEL_COUNT],
+            conflates: Channel::ALL.map(Channel::conflates),
+        }))))
+    }
+
+    fn frames(subscriber: &Subscriber) -> Vec<Value> {
+        let (mut out, mut at) = (Vec::new(), Vec::new());
+        subscriber.outbox.drain(&mut out, &mut at, 1000);
+        out.iter()
+            .map(|t| serde_json::from_str(t.as_str()).unwrap_or_default())
+            .collect()
+    }
+
+    fn tick(symbol: &str, price: f64) -> Event {
+        Event {
+            topic: Topic::symbol(Channel::MarketData, symbol.into()),
+            timestamp: jiff::Timestamp::UNIX_EPOCH,
+            payload: Payload::Tick(Tick {
+                price,
+                bid: price,
+                ask: price,
+                size: 1,
+                volume: 1,
+                change: 0.0,
+                change_percent: 0.0,
+                source: "test".into(),
+            }),
+        }
+    }
+
+    fn book(symbol: &str, bid: f64) -> Event {
+        let levels = vec![(bid, 1.0)];
+        Event {
+            topic: Topic::symbol(Channel::Orderbook, symbol.into()),
+            timestamp: jiff::Timestamp::UNIX_EPOCH,
+            payload: Payload::Book(BookUpdate {
+                bids: levels.clone(),
+                asks: vec![],
+                book: Arc::new(Book {
+                    bids: levels,
+                    asks: vec![],
+                }),
+            }),
+        }
+    }
+
+    fn key(symbol: &str) -> Option<TopicKey> {
+        Some(TopicKey::Symbol(symbol.into()))
+    }
+
+    fn reply() -> Text {
+        Text::from(r#"{"type":"subscribed"}"#.to_owned())
+    }
+
+    #[test]
+    fn sequences_per_topic_and_snapshot_follows_the_reply() {
+        let hub = hub(10);
+        hub.publish(tick("AAPL", 1.0));
+        hub.publish(tick("AAPL", 2.0));
+        hub.publish(tick("MSFT", 3.0));
+        let s = session(&hub);
+        hub.subscribe(&s, Channel::MarketData, key("AAPL"), reply())
+            .unwrap();
+        hub.publish(tick("AAPL", 4.0));
+        let got = frames(&s);
+        assert_eq!(got[0]["type"], "subscribed");
+        assert_eq!(
+            got.len(),
+            2,
+            "the snapshot and the next tick share one conflated slot"
+        );
+        assert_eq!(
+            (got[1]["seq"].as_u64(), got[1]["price"].as_f64()),
+            (Some(3), Some(4.0))
+        );
+        hub.publish(tick("AAPL", 5.0));
+        assert_eq!(frames(&s)[0]["seq"], 4);
+        let late = session(&hub);
+        hub.subscribe(&late, Channel::MarketData, key("AAPL"), reply())
+            .unwrap();
+        let got = frames(&late);
+        assert_eq!(
+            (got[1]["seq"].as_u64(), got[1]["price"].as_f64()),
+            (Some(4), Some(5.0)),
+            "a new subscriber gets the newest tick"
+        );
+    }
+
+    #[test]
+    fn first_book_event_goes_out_as_a_snapshot() {
+        let hub = hub(10);
+        let s = session(&hub);
+        hub.subscribe(&s, Channel::Orderbook, key("AAPL"), reply())
+            .unwrap();
+        hub.publish(book("AAPL", 1.0));
+        let got = frames(&s);
+        assert_eq!(got[1]["type"], "orderbook_snapshot");
+        hub.publish(book("AAPL", 2.0));
+        assert_eq!(frames(&s)[0]["type"], "orderbook_update");
+        hub.publish(book("AAPL", 3.0));
+        hub.publish(book("AAPL", 4.0));
+        let got = frames(&s);
+        assert_eq!(
+            (got.len(), got[0]["type"].as_str(), got[0]["seq"].as_u64()),
+            (1, Some("orderbook_snapshot"), Some(4)),
+            "a conflated update becomes a snapshot"
+        );
+    }
+
+    #[test]
+    fn wildcard_covers_new_symbols_and_counts_once() {
+        let hub = hub(1);
+        let s = session(&hub);
+        hub.subscribe(&s, Channel::MarketData, key("AAPL"), reply())
+            .unwrap();
+        hub.subscribe(&s, Channel::MarketData, None, reply())
+            .unwrap();
+        hub.publish(tick("NEW", 1.0));
+        hub.publish(tick("AAPL", 1.0));
+        let symbols: Vec<Value> = frames(&s)
+            .iter()
+            .filter(|f| f["type"] == "market_tick")
+            .map(|f| f["symbol"].clone())
+            .collect();
+        assert_eq!(symbols, ["NEW", "AAPL"], "each once");
+        assert_eq!(hub.subscriber_counts()[0], (Channel::MarketData, 1));
+        let other = session(&hub);
+        assert_eq!(
+            hub.subscribe(&other, Channel::MarketData, key("AAPL"), reply()),
+            Err(HubError::ChannelFull {
+                channel: Channel::MarketData,
+                max: 1
+            })
+        );
+        hub.unregister(s.id);
+        assert!(
+            hub.subscribe(&other, Channel::MarketData, key("AAPL"), reply())
+                .is_ok(),
+            "unregister frees the place"
+        );
+    }
+
+    #[test]
+    fn unsubscribe_drops_queued_frames_of_the_topic() {
+        let hub = hub(10);
+        let s = session(&hub);
+        hub.subscribe(&s, Channel::MarketData, key("AAPL"), reply())
+            .unwrap();
+        hub.subscribe(&s, Channel::MarketData, key("MSFT"), reply())
+            .unwrap();
+        frames(&s);
+        hub.publish(tick("AAPL", 1.0));
+        hub.publish(tick("MSFT", 1.0));
+        assert!(hub.unsubscribe(&s, Channel::MarketData, key("AAPL"), reply()));
+        assert!(
+            !hub.unsubscribe(&s, Channel::MarketData, key("AAPL"), reply()),
+            "only once"
+        );
+        let symbols: Vec<Value> = frames(&s)
+            .iter()
+            .filter_map(|f| f.get("symbol").cloned())
+            .collect();
+        assert_eq!(symbols, ["MSFT"]);
+    }
+
+    #[test]
+    fn private_topics_are_per_user() {
+        let hub = hub(10);
+        let (a, b) = (session(&hub), session(&hub));
+        hub.subscribe(
+            &a,
+            Channel::Account,
+            Some(TopicKey::User("a".into())),
+            reply(),
+        )
+        .unwrap();
+        hub.subscribe(
+            &b,
+            Channel::Account,
+            Some(TopicKey::User("b".into())),
+            reply(),
+        )
+        .unwrap();
+        assert_eq!(
+            hub.private_users()
+                .into_iter()
+                .map(|u| u.to_string())
+                .collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        hub.publish(Event {
+            topic: Topic::user(Channel::Account, "a".into()),
+            timestamp: jiff::Timestamp::UNIX_EPOCH,
+            payload: Payload::Account(crate::event::AccountUpdate {
+                currency: "USD".into(),
+                balance: 1.0,
+                available: 1.0,
+                equity: 1.0,
+            }),
+        });
+        assert_eq!(
+            frames(&a).last().map(|f| f["user"].clone()),
+            Some(Value::from("a"))
+        );
+        assert_eq!(frames(&b).len(), 1, "b got only its reply");
     }
 }
