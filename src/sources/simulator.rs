@@ -279,9 +279,14 @@ async fn run_load(
         let now = jiff::Timestamp::now();
         // Bounded catch-up: after a stall, skip rather than burst unboundedly.
         let batch = due.saturating_sub(sent).min(u64::from(rate));
-        for _ in 0..batch {
+        for step in 0..batch {
             markets[next].step(&ingest, now);
             next = (next + 1) % markets.len();
+            // Let the writers this batch woke run: a woken task waits in this
+            // worker's LIFO slot, which no other worker may steal.
+            if step % 64 == 63 {
+                tokio::task::yield_now().await;
+            }
         }
         sent = sent.max(due.saturating_sub(u64::from(rate))) + batch;
     }
