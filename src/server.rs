@@ -8,7 +8,11 @@
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
-use poem::{Server, listener::TcpAcceptor};
+use poem::{
+    Server,
+    listener::{Acceptor, TcpAcceptor},
+    web::{LocalAddr, RemoteAddr},
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -104,7 +108,7 @@ impl Bound {
             .spawn(run_heartbeat(gateway.clone(), gateway.shutdown.clone()));
 
         tracing::info!(addr = %self.addr, "tickgate listening; ws://{}/api/v1/ws/v1, docs http://{}/api/v1/docs", self.addr, self.addr);
-        let acceptor = TcpAcceptor::from_tokio(self.listener)?;
+        let acceptor = NoDelay(TcpAcceptor::from_tokio(self.listener)?);
         let app = rest::routes(gateway.clone());
         let stop = gateway.shutdown.clone();
         let signal_gateway = gateway.clone();
@@ -127,6 +131,29 @@ impl Bound {
         }
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Sets TCP_NODELAY on every accepted socket. Each connection's writer
+/// already gathers every frame that is ready into one flush, so Nagle's
+/// algorithm would only add delay.
+struct NoDelay(TcpAcceptor);
+
+impl Acceptor for NoDelay {
+    type Io = tokio::net::TcpStream;
+
+    fn local_addr(&self) -> Vec<LocalAddr> {
+        self.0.local_addr()
+    }
+
+    async fn accept(
+        &mut self,
+    ) -> std::io::Result<(Self::Io, LocalAddr, RemoteAddr, poem::http::uri::Scheme)> {
+        let accepted = self.0.accept().await?;
+        if let Err(error) = accepted.0.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+        Ok(accepted)
     }
 }
 
