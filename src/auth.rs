@@ -265,6 +265,70 @@ mod tests {
         assert!(auth.verify(&wrong_iss).is_err());
     }
 
+    fn fixture(name: &str) -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name)
+    }
+
+    fn sign_with(algorithm: Algorithm, private: &str, sub: &str) -> String {
+        let pem = std::fs::read(fixture(private)).unwrap();
+        let key = match algorithm {
+            Algorithm::RS256 => EncodingKey::from_rsa_pem(&pem).unwrap(),
+            _ => EncodingKey::from_ec_pem(&pem).unwrap(),
+        };
+        let claims = serde_json::json!({"sub": sub, "exp": now() + 60, "scopes": ["x"]});
+        jsonwebtoken::encode(&Header::new(algorithm), &claims, &key).unwrap()
+    }
+
+    #[test]
+    fn public_key_algorithms_verify_their_own_tokens_only() {
+        for (algorithm, name, public, private) in [
+            (
+                Algorithm::RS256,
+                "RS256",
+                "rs256-public.pem",
+                "rs256-private.pem",
+            ),
+            (
+                Algorithm::ES256,
+                "ES256",
+                "es256-public.pem",
+                "es256-private.pem",
+            ),
+        ] {
+            let auth = authenticator(AuthConfig {
+                algorithm: name.into(),
+                public_key_file: Some(fixture(public)),
+                ..AuthConfig::default()
+            });
+            let identity = auth
+                .verify(&sign_with(algorithm, private, "keyed"))
+                .unwrap();
+            assert_eq!(&*identity.user, "keyed", "{name}");
+            let hs256 = mint("dev-secret-change-me", "keyed", vec![], 60).unwrap();
+            assert!(auth.verify(&hs256).is_err(), "{name} refuses HS256 tokens");
+        }
+        let es_key_as_rs = AuthConfig {
+            algorithm: "RS256".into(),
+            public_key_file: Some(fixture("es256-public.pem")),
+            ..AuthConfig::default()
+        };
+        assert!(
+            Authenticator::from_config(&es_key_as_rs).is_err(),
+            "a key of the wrong kind is refused"
+        );
+        let missing = AuthConfig {
+            algorithm: "ES256".into(),
+            public_key_file: Some(fixture("missing.pem")),
+            ..AuthConfig::default()
+        };
+        assert!(matches!(
+            Authenticator::from_config(&missing),
+            Err(AuthError::KeyFile { .. })
+        ));
+    }
+
     #[test]
     fn scope_rules_restrict_channels() {
         let mut config = AuthConfig::default();
