@@ -266,8 +266,9 @@ pub enum ConfigError {
 
 impl Config {
     /// Defaults, then `file` (if given), then `TICKGATE_*` variables: nested
-    /// keys use `__` (`TICKGATE_SERVER__PORT=9000`), and `TICKGATE_JWT_SECRET`
-    /// sets `auth.jwt_secret`.
+    /// keys use `__` (`TICKGATE_SERVER__PORT=9000`), `TICKGATE_JWT_SECRET`
+    /// sets `auth.jwt_secret`, and `TICKGATE_CONFIG` (the file, read by the
+    /// command line) is not a key.
     ///
     /// # Errors
     /// An unreadable file, an unknown key or a value of the wrong type.
@@ -285,7 +286,7 @@ impl Config {
         figment = figment
             .merge(
                 Env::prefixed("TICKGATE_")
-                    .ignore(&["JWT_SECRET"])
+                    .ignore(&["JWT_SECRET", "CONFIG"])
                     .split("__"),
             )
             .merge(

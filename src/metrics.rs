@@ -71,7 +71,8 @@ impl Stats {
         counter!("tickgate_frames_conflated_total").increment(frames);
     }
 
-    /// Frames discarded because their connection was closed as a slow consumer.
+    /// Frames discarded because their connection closed with them still
+    /// queued (a slow consumer, a client's close, shutdown).
     pub fn dropped(&self, frames: u64) {
         if frames > 0 {
             self.dropped.fetch_add(frames, Relaxed);

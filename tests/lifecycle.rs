@@ -134,6 +134,22 @@ fn config_file_and_environment_are_applied_and_bad_keys_rejected() {
     .expect("write");
     assert!(Config::load(Some(&wrong)).is_err());
     let output = binary()
+        .env("TICKGATE_CONFIG", &good)
+        .args(["token", "--sub", "x"])
+        .output()
+        .expect("runs");
+    assert!(
+        output.status.success(),
+        "TICKGATE_CONFIG names the file: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let output = binary()
+        .env("TICKGATE_CONFIG", &bad)
+        .args(["token", "--sub", "x"])
+        .output()
+        .expect("runs");
+    assert!(!output.status.success(), "and that file is read");
+    let output = binary()
         .env("TICKGATE_WS__MAX_FRAME_BYTES", "10")
         .args(["token", "--sub", "x"])
         .output()

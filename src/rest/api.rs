@@ -153,7 +153,7 @@ pub struct WsStats {
     pub frames_out: u64,
     /// Frames replaced by a newer frame of the same topic before being sent.
     pub conflated: u64,
-    /// Frames discarded because their connection was closed as a slow consumer.
+    /// Frames discarded because their connection closed with them still queued (slow consumer, client close, shutdown).
     pub dropped: u64,
     /// Error frames sent.
     pub errors_sent: u64,
