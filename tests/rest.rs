@@ -173,6 +173,32 @@ async fn datafeed_answers_like_a_udf_server() {
         .await;
     assert_eq!(last3["t"].as_array().map(Vec::len), Some(3));
     assert_eq!(last3["t"][2], mt[mt.len() - 1]);
+    // With countback, `from` is ignored, even past `to`.
+    let (status, ignored) = server
+        .get_json(&format!(
+            "/api/v1/datafeed/history?symbol=MSFT&resolution=1&from={}&to={to}&countback=3",
+            to + 1000
+        ))
+        .await;
+    assert_eq!((status, ignored["t"].clone()), (200, last3["t"].clone()));
+    let (status, error) = server
+        .get_json(&format!(
+            "/api/v1/datafeed/history?symbol=MSFT&resolution=1&from={}&to={to}",
+            to + 1000
+        ))
+        .await;
+    assert_eq!((status, error["code"].clone()), (400, json!("bad_range")));
+    let (status, error) = server
+        .get_json("/api/v1/datafeed/history?symbol=MSFT&resolution=7&from=0&to=1")
+        .await;
+    assert_eq!((status, error["code"].clone()), (400, json!("bad_request")));
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("resolution"),
+        "{error}"
+    );
     let (_, empty) = server
         .get_json("/api/v1/datafeed/history?symbol=MSFT&resolution=1&from=0&to=1")
         .await;

@@ -6,7 +6,13 @@ use std::{
     sync::{Arc, LazyLock},
 };
 
-use poem_openapi::{ApiResponse, Object, OpenApi, Tags, payload::Json, payload::PlainText};
+use poem::{IntoResponse, Response};
+use poem_openapi::{
+    ApiResponse, Object, OpenApi, Tags,
+    payload::{Json, Payload},
+    registry::MetaSchemaRef,
+    types::Type,
+};
 
 use crate::{
     gateway::Gateway,
@@ -164,11 +170,28 @@ pub struct WsStats {
     pub uptime_seconds: u64,
 }
 
+/// A YAML document. Its schema says what the YAML parses to: an object.
+pub struct Yaml(pub String);
+
+impl Payload for Yaml {
+    const CONTENT_TYPE: &'static str = "application/yaml";
+
+    fn schema_ref() -> MetaSchemaRef {
+        <BTreeMap<String, serde_json::Value> as Type>::schema_ref()
+    }
+}
+
+impl IntoResponse for Yaml {
+    fn into_response(self) -> Response {
+        self.0.with_content_type(Self::CONTENT_TYPE).into_response()
+    }
+}
+
 #[derive(ApiResponse)]
 pub enum YamlDocument {
     /// The document.
-    #[oai(status = 200, content_type = "application/yaml")]
-    Ok(PlainText<String>),
+    #[oai(status = 200)]
+    Ok(Yaml),
 }
 
 #[OpenApi]
@@ -301,7 +324,7 @@ impl Api {
         operation_id = "getAsyncApiYaml"
     )]
     async fn asyncapi_yaml(&self) -> YamlDocument {
-        YamlDocument::Ok(PlainText(spec::ASYNCAPI_YAML.to_owned()))
+        YamlDocument::Ok(Yaml(spec::ASYNCAPI_YAML.to_owned()))
     }
 
     /// AsyncAPI document (JSON)

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use poem_openapi::{Object, OpenApi, param::Query, payload::Json, payload::PlainText};
+use poem_openapi::{Enum, Object, OpenApi, param::Query, payload::Json, payload::PlainText};
 
 use super::{ApiError, api::ApiTags};
 use crate::{
@@ -126,6 +126,43 @@ pub struct History {
     pub next_time: Option<i64>,
 }
 
+/// A bar resolution, as UDF names it.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UdfResolution {
+    #[oai(rename = "1")]
+    Minute1,
+    #[oai(rename = "5")]
+    Minute5,
+    #[oai(rename = "15")]
+    Minute15,
+    #[oai(rename = "60")]
+    Minute60,
+    #[oai(rename = "240")]
+    Minute240,
+    #[oai(rename = "1D")]
+    Day1,
+    #[oai(rename = "D")]
+    Day,
+    #[oai(rename = "1W")]
+    Week1,
+    #[oai(rename = "W")]
+    Week,
+}
+
+impl From<UdfResolution> for Resolution {
+    fn from(value: UdfResolution) -> Self {
+        match value {
+            UdfResolution::Minute1 => Resolution::Minutes(1),
+            UdfResolution::Minute5 => Resolution::Minutes(5),
+            UdfResolution::Minute15 => Resolution::Minutes(15),
+            UdfResolution::Minute60 => Resolution::Minutes(60),
+            UdfResolution::Minute240 => Resolution::Minutes(240),
+            UdfResolution::Day1 | UdfResolution::Day => Resolution::Day,
+            UdfResolution::Week1 | UdfResolution::Week => Resolution::Week,
+        }
+    }
+}
+
 fn resolutions() -> Vec<String> {
     Resolution::SUPPORTED
         .iter()
@@ -237,7 +274,7 @@ impl Datafeed {
             validator(minimum(value = "1"), maximum(value = "100"))
         )]
         limit: Query<u32>,
-    ) -> Json<Vec<SearchResult>> {
+    ) -> Result<Json<Vec<SearchResult>>, ApiError> {
         let query = query.0.to_ascii_uppercase();
         let matches_filters = (kind.0.is_empty() || kind.0.eq_ignore_ascii_case("stock"))
             && (exchange.0.is_empty() || exchange.0.eq_ignore_ascii_case(EXCHANGE));
@@ -258,7 +295,7 @@ impl Datafeed {
                 kind: "stock".into(),
             })
             .collect();
-        Json(results)
+        Ok(Json(results))
     }
 
     /// Bars
@@ -275,9 +312,9 @@ impl Datafeed {
         /// The symbol.
         #[oai(validator(min_length = 1, max_length = 64))]
         symbol: Query<String>,
-        /// One of 1, 5, 15, 60, 240, 1D (or D), 1W (or W).
-        resolution: Query<String>,
-        /// Start, unix seconds (inclusive).
+        /// The bar resolution: 1, 5, 15, 60, 240 (minutes), 1D or D, 1W or W.
+        resolution: Query<UdfResolution>,
+        /// Start, unix seconds (inclusive); must not exceed `to` unless `countback` is given.
         from: Query<i64>,
         /// End, unix seconds (exclusive).
         to: Query<i64>,
@@ -286,14 +323,8 @@ impl Datafeed {
         countback: Query<Option<u32>>,
     ) -> Result<Json<History>, ApiError> {
         let symbol = self.symbol(&symbol.0)?;
-        let resolution: Resolution =
-            resolution
-                .0
-                .parse()
-                .map_err(|error: crate::market::candles::BadResolution| {
-                    ApiError::bad_request("bad_resolution", error.to_string())
-                })?;
-        if from.0 > to.0 {
+        let resolution = Resolution::from(resolution.0);
+        if countback.0.is_none() && from.0 > to.0 {
             return Err(ApiError::bad_request(
                 "bad_range",
                 format!("from ({}) is after to ({}); swap them", from.0, to.0),
