@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Validate asyncapi.yaml with the AsyncAPI CLI pinned in tools/package.json.
+# Validate asyncapi.yaml with the AsyncAPI CLI, and lint asyncapi.yaml and
+# openapi.yaml with Spectral (ruleset .spectral.yaml), both pinned in
+# tools/package.json.
 #
 # Installs tools/node_modules with `npm ci` when it is missing or was installed
 # from a different package-lock.json, then runs `asyncapi validate` from the
@@ -17,6 +19,7 @@ cd "$ROOT"
 TOOLS=tools
 LOCK="$TOOLS/package-lock.json"
 BIN="$TOOLS/node_modules/.bin/asyncapi"
+SPECTRAL="$TOOLS/node_modules/.bin/spectral"
 STAMP="$TOOLS/node_modules/.tickgate-lock.sha256"
 SPEC=asyncapi.yaml
 FAIL_SEVERITY="${SPEC_CHECK_FAIL_SEVERITY:-error}"
@@ -28,7 +31,7 @@ done
 [[ -f "$SPEC" ]] || { echo "spec-check: $SPEC is missing" >&2; exit 2; }
 
 lock_hash="$(cat "$TOOLS/package.json" "$LOCK" | sha256sum | cut -d' ' -f1)"
-if [[ ! -x "$BIN" || ! -f "$STAMP" || "$(cat "$STAMP")" != "$lock_hash" ]]; then
+if [[ ! -x "$BIN" || ! -x "$SPECTRAL" || ! -f "$STAMP" || "$(cat "$STAMP")" != "$lock_hash" ]]; then
   echo "spec-check: installing tools (npm ci)..." >&2
   start=$SECONDS
   # --ignore-scripts: @asyncapi/cli's postinstall edits ~/.bashrc (autocomplete);
@@ -49,3 +52,7 @@ export NO_UPDATE_NOTIFIER=1
 echo "spec-check: $("$BIN" --version </dev/null)" >&2
 # The CLI exits 1 when a diagnostic at or above --fail-severity is found.
 "$BIN" validate "$SPEC" --fail-severity "$FAIL_SEVERITY" </dev/null
+
+# Spectral: no warning or error in either contract.
+echo "spec-check: spectral $("$SPECTRAL" --version </dev/null)" >&2
+"$SPECTRAL" lint openapi.yaml asyncapi.yaml --ruleset .spectral.yaml --fail-severity warn </dev/null

@@ -216,6 +216,9 @@ impl Api {
     }
 
     /// API versions
+    ///
+    /// The API versions this gateway serves, with the REST base path,
+    /// WebSocket endpoint and documentation of each.
     #[oai(
         path = "/versions",
         method = "get",
@@ -281,6 +284,9 @@ impl Api {
     }
 
     /// WebSocket statistics
+    ///
+    /// Counters since the gateway started: connections, frames in and out,
+    /// conflated and dropped frames, errors, and subscribers per channel.
     #[oai(
         path = "/ws/stats",
         method = "get",
@@ -328,6 +334,8 @@ impl Api {
     }
 
     /// AsyncAPI document (JSON)
+    ///
+    /// The committed asyncapi.yaml converted to JSON.
     #[oai(
         path = "/asyncapi.json",
         method = "get",

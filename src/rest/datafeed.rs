@@ -173,12 +173,17 @@ fn resolutions() -> Vec<String> {
 #[OpenApi(tag = "ApiTags::Datafeed")]
 impl Datafeed {
     /// Datafeed configuration (UDF root)
+    ///
+    /// The same document as `/datafeed/config`, for UDF clients that read
+    /// the bare datafeed URL.
     #[oai(path = "/datafeed", method = "get", operation_id = "getDatafeed")]
     async fn root(&self) -> Json<DatafeedConfig> {
         self.config().await
     }
 
     /// Datafeed configuration
+    ///
+    /// Supported resolutions and features, exchanges and symbol types.
     #[oai(
         path = "/datafeed/config",
         method = "get",
@@ -218,6 +223,8 @@ impl Datafeed {
     }
 
     /// Symbol description
+    ///
+    /// How TradingView should display and query one symbol.
     #[oai(
         path = "/datafeed/symbols",
         method = "get",
@@ -252,6 +259,8 @@ impl Datafeed {
     }
 
     /// Symbol search
+    ///
+    /// Symbols whose name contains `query`, in alphabetical order.
     #[oai(
         path = "/datafeed/search",
         method = "get",
