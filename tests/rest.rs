@@ -248,3 +248,58 @@ async fn metrics_expose_prometheus_counters() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn asyncapi_page_is_served_with_its_embedded_assets() {
+    let server = TestServer::default().await;
+    let page = server.get("/api/v1/asyncapi").await;
+    assert_eq!(page.status().as_u16(), 200);
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .unwrap_or_default()
+            .starts_with("text/html")
+    );
+    let html = page.text().await.expect("html");
+    for needle in [
+        r#"<script src="/api/v1/asyncapi/index.js"></script>"#,
+        r#"href="/api/v1/asyncapi/default.min.css""#,
+        "AsyncApiStandalone.render",
+        "sendMarketData",
+    ] {
+        assert!(html.contains(needle), "{needle} missing from the page");
+    }
+    assert!(
+        !html.contains(r#"src="http"#) && !html.contains(r#"href="http"#),
+        "the page loads nothing from elsewhere"
+    );
+    for (path, file, kind) in [
+        (
+            "/api/v1/asyncapi/index.js",
+            "assets/asyncapi-react/index.js",
+            "text/javascript",
+        ),
+        (
+            "/api/v1/asyncapi/default.min.css",
+            "assets/asyncapi-react/default.min.css",
+            "text/css",
+        ),
+    ] {
+        let response = server.get(path).await;
+        assert_eq!(response.status().as_u16(), 200, "{path}");
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap_or_default()
+                .starts_with(kind),
+            "{path}"
+        );
+        let body = response.bytes().await.expect("body");
+        let vendored = std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file))
+            .expect("vendored file");
+        assert!(
+            body.as_ref() == vendored.as_slice(),
+            "{path} serves the vendored file"
+        );
+    }
+}

@@ -6,6 +6,7 @@
 //! Every error is JSON `{code, message}`, including poem's own 404 and 405.
 
 mod api;
+mod asyncapi_page;
 mod datafeed;
 
 use std::sync::Arc;
@@ -92,6 +93,15 @@ pub fn routes(gateway: Arc<Gateway>) -> impl Endpoint {
         .at(format!("{API_BASE}/ws/v1"), get(upgrade::v1_endpoint))
         .nest(format!("{API_BASE}/docs"), service.swagger_ui())
         .nest(format!("{API_BASE}/redoc"), service.redoc())
+        .at(format!("{API_BASE}/asyncapi"), get(asyncapi_page::page))
+        .at(
+            format!("{API_BASE}/asyncapi/index.js"),
+            get(asyncapi_page::bundle),
+        )
+        .at(
+            format!("{API_BASE}/asyncapi/default.min.css"),
+            get(asyncapi_page::styles),
+        )
         .at(format!("{API_BASE}/openapi.json"), service.spec_endpoint())
         .at(
             format!("{API_BASE}/openapi.yaml"),
