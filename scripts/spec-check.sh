@@ -20,7 +20,6 @@ TOOLS=tools
 LOCK="$TOOLS/package-lock.json"
 BIN="$TOOLS/node_modules/.bin/asyncapi"
 SPECTRAL="$TOOLS/node_modules/.bin/spectral"
-STAMP="$TOOLS/node_modules/.tickgate-lock.sha256"
 SPEC=asyncapi.yaml
 FAIL_SEVERITY="${SPEC_CHECK_FAIL_SEVERITY:-error}"
 
@@ -30,16 +29,9 @@ done
 [[ -f "$LOCK" ]] || { echo "spec-check: $LOCK is missing" >&2; exit 2; }
 [[ -f "$SPEC" ]] || { echo "spec-check: $SPEC is missing" >&2; exit 2; }
 
-lock_hash="$(cat "$TOOLS/package.json" "$LOCK" | sha256sum | cut -d' ' -f1)"
-if [[ ! -x "$BIN" || ! -x "$SPECTRAL" || ! -f "$STAMP" || "$(cat "$STAMP")" != "$lock_hash" ]]; then
-  echo "spec-check: installing tools (npm ci)..." >&2
-  start=$SECONDS
-  # --ignore-scripts: @asyncapi/cli's postinstall edits ~/.bashrc (autocomplete);
-  # validation needs no install script. tools/.npmrc says the same.
-  npm ci --prefix "$TOOLS" --no-audit --no-fund --ignore-scripts --loglevel=error </dev/null
-  echo "$lock_hash" >"$STAMP"
-  echo "spec-check: tools installed in $((SECONDS - start)) s" >&2
-fi
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
+install_node_tools
 
 # No telemetry, no update check, no state written to HOME.
 tmp="$(mktemp -d)"

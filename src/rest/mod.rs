@@ -12,9 +12,11 @@ mod datafeed;
 use std::sync::Arc;
 
 use poem::{
-    Endpoint, EndpointExt, IntoResponse, Response, Route, get, handler,
+    Endpoint, EndpointExt, IntoResponse, Response, Route,
+    endpoint::make_sync,
+    get, handler,
     http::{HeaderValue, StatusCode, header},
-    web::Data,
+    web::{Data, Html},
 };
 use poem_openapi::{ApiResponse, Object, OpenApiService, payload::Json};
 
@@ -89,10 +91,14 @@ pub fn openapi_yaml(gateway: Arc<Gateway>) -> String {
 /// Every route of the v1 listener.
 pub fn routes(gateway: Arc<Gateway>) -> impl Endpoint {
     let service = openapi_service(gateway.clone());
+    let redoc = offline(&service.redoc_html());
     Route::new()
         .at(format!("{API_BASE}/ws/v1"), get(upgrade::v1_endpoint))
         .nest(format!("{API_BASE}/docs"), service.swagger_ui())
-        .nest(format!("{API_BASE}/redoc"), service.redoc())
+        .at(
+            format!("{API_BASE}/redoc"),
+            get(make_sync(move |_| Html(redoc.clone()))),
+        )
         .at(format!("{API_BASE}/asyncapi"), get(asyncapi_page::page))
         .at(
             format!("{API_BASE}/asyncapi/index.js"),
@@ -108,12 +114,32 @@ pub fn routes(gateway: Arc<Gateway>) -> impl Endpoint {
             service.spec_endpoint_yaml(),
         )
         .at("/metrics", get(metrics))
+        .at("/favicon.ico", get(favicon))
         .nest(API_BASE, service)
         .data(gateway)
         .around(|endpoint, request| async move {
             let response = endpoint.get_response(request).await;
             Ok(json_errors(response).await)
         })
+}
+
+/// `html` without links to web fonts, so the page needs no network (ReDoc
+/// falls back to local fonts).
+fn offline(html: &str) -> String {
+    html.lines()
+        .filter(|line| !line.contains("fonts.googleapis.com"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `GET /favicon.ico`: no icon, and no 404 in the documentation pages'
+/// browser consoles.
+#[handler]
+fn favicon() -> Response {
+    Response::builder()
+        .status(StatusCode::NO_CONTENT)
+        .header(header::CACHE_CONTROL, "public, max-age=86400")
+        .finish()
 }
 
 /// `GET /metrics`: Prometheus text exposition.
