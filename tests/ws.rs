@@ -404,3 +404,37 @@ async fn request_ids_are_echoed_as_sent() {
         (json!("unknown_type"), json!("e1"))
     );
 }
+
+/// Prices of AAPL's first ticks with the default configuration and seed 42,
+/// as the README's integrator recipe documents them.
+const SEED_42_AAPL: [(u64, f64); 5] = [
+    (1, 145.42),
+    (2, 145.27),
+    (3, 145.34),
+    (4, 145.6),
+    (5, 145.72),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_42_reproduces_the_documented_prices() {
+    let mut config = tickgate::Config::default();
+    config.server.port = 0;
+    config.simulator.seed = 42;
+    let server = TestServer::start(config).await;
+    let mut client = Client::connect(&server).await;
+    client
+        .request(subscribe("market_data", Some("AAPL")), json!(1))
+        .await;
+    let mut seen = Vec::new();
+    while seen.last().is_none_or(|(seq, _)| *seq < 5) {
+        let tick = client.recv_type("market_tick").await;
+        seen.push((
+            tick["seq"].as_u64().unwrap_or(0),
+            tick["price"].as_f64().unwrap_or(0.0),
+        ));
+    }
+    for (seq, price) in &seen {
+        let documented = SEED_42_AAPL.iter().find(|(s, _)| s == seq).map(|(_, p)| *p);
+        assert_eq!(documented, Some(*price), "seq {seq}");
+    }
+}
