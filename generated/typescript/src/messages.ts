@@ -1,0 +1,373 @@
+// Generated from asyncapi.yaml by tools/generate-typescript.mjs; do not edit.
+
+/**
+ * Any frame of the v1 WebSocket API.
+ */
+export type V1Frame = V1ClientFrame | V1ServerFrame;
+/**
+ * Every frame the client sends on the v1 WebSocket API (asyncapi.yaml operations with action receive).
+ */
+export type V1ClientFrame = Auth | Ping | Subscribe | Unsubscribe;
+/**
+ * A client-chosen request id, echoed as sent in the reply.
+ */
+export type RequestId = string | number;
+/**
+ * A JWT in compact serialization.
+ */
+export type Token = string;
+/**
+ * A logical channel of the v1 API.
+ */
+export type Channel =
+  | "market_data"
+  | "orderbook"
+  | "trades"
+  | "chart_data"
+  | "system"
+  | "heartbeat"
+  | "account"
+  | "positions"
+  | "orders"
+  | "notifications";
+/**
+ * An instrument symbol, e.g. AAPL. Case-insensitive in client frames, upper-case in server frames.
+ */
+export type Symbol = string;
+/**
+ * Every frame the server sends on the v1 WebSocket API (asyncapi.yaml operations with action send).
+ */
+export type V1ServerFrame =
+  | AccountUpdate
+  | Authenticated
+  | Candle
+  | Error
+  | Heartbeat
+  | MarketTick
+  | Notification
+  | OrderUpdate
+  | OrderbookSnapshot
+  | OrderbookUpdate
+  | Pong
+  | PositionUpdate
+  | Subscribed
+  | SystemStatus
+  | Trade
+  | Unsubscribed
+  | Welcome;
+/**
+ * Per-topic sequence number; starts at 1 and grows by one per event of the topic.
+ */
+export type Sequence = number;
+/**
+ * UTC, ISO 8601 with exactly six fractional digits, e.g. 2025-10-11T08:30:00.123456Z.
+ */
+export type Timestamp = string;
+/**
+ * The candle interval of chart_data.
+ */
+export type CandleInterval = "1m";
+/**
+ * `invalid_json` the frame is not a JSON object; `unsupported_frame` a binary
+ * frame; `unknown_type` no such message type (the message lists the supported
+ * ones); `schema_violation` a field is missing, of the wrong type or not
+ * allowed (`field` names it); `unknown_channel`; `unknown_symbol`;
+ * `auth_required` a private channel without auth; `auth_failed` a bad token;
+ * `auth_expired` the token expired and private subscriptions were dropped;
+ * `forbidden` the token's scopes do not open the channel; `channel_full` the
+ * channel's subscriber cap is reached; `subscription_limit` the connection's
+ * subscription cap is reached; `not_subscribed` nothing to unsubscribe;
+ * `rate_limited` too many inbound frames (the frame was not applied);
+ * `frame_too_large` the frame exceeded the size limit (the connection closes
+ * with 1009); `internal_error` an unexpected server fault.
+ *
+ */
+export type ErrorCode =
+  | "invalid_json"
+  | "unsupported_frame"
+  | "unknown_type"
+  | "schema_violation"
+  | "unknown_channel"
+  | "unknown_symbol"
+  | "auth_required"
+  | "auth_failed"
+  | "auth_expired"
+  | "forbidden"
+  | "channel_full"
+  | "subscription_limit"
+  | "not_subscribed"
+  | "rate_limited"
+  | "frame_too_large"
+  | "internal_error";
+export type NotificationLevel = "info" | "warning" | "alert";
+export type OrderType = "market" | "limit";
+export type Side = "buy" | "sell";
+export type OrderStatus = "new" | "partially_filled" | "filled" | "cancelled" | "rejected";
+/**
+ * `operational` all feeds nominal; `notice` an informational message;
+ * `degraded` a source or dependency is impaired; `maintenance` operator
+ * maintenance; `shutting_down` the gateway is stopping (close code 1001 follows).
+ *
+ */
+export type SystemState = "operational" | "notice" | "degraded" | "maintenance" | "shutting_down";
+
+export interface Auth {
+  id?: RequestId;
+  token: Token;
+  type: "auth";
+}
+export interface Ping {
+  id?: RequestId;
+  type: "ping";
+}
+export interface Subscribe {
+  channel: Channel;
+  id?: RequestId;
+  symbol?: Symbol;
+  type: "subscribe";
+}
+export interface Unsubscribe {
+  channel: Channel;
+  id?: RequestId;
+  symbol?: Symbol;
+  type: "unsubscribe";
+}
+export interface AccountUpdate {
+  available: number;
+  balance: number;
+  channel: Channel;
+  currency: string;
+  equity: number;
+  seq: Sequence;
+  timestamp: Timestamp;
+  type: "account_update";
+  user: string;
+}
+export interface Authenticated {
+  expires_at: Timestamp;
+  id?: RequestId;
+  scopes: string[];
+  type: "authenticated";
+  /**
+   * The token's `sub`.
+   */
+  user: string;
+}
+export interface Candle {
+  channel: Channel;
+  close: number;
+  closed: boolean;
+  high: number;
+  interval: CandleInterval;
+  low: number;
+  open: number;
+  seq: Sequence;
+  symbol: Symbol;
+  time: Timestamp;
+  timestamp: Timestamp;
+  type: "candle";
+  volume: number;
+}
+export interface Error {
+  channel?: Channel;
+  code: ErrorCode;
+  /**
+   * With `schema_violation`, the JSON pointer of the offending field.
+   */
+  field?: string;
+  id?: RequestId;
+  /**
+   * What went wrong and what to do next.
+   */
+  message: string;
+  symbol?: Symbol;
+  type: "error";
+}
+export interface Heartbeat {
+  channel: Channel;
+  /**
+   * Open WebSocket connections on this gateway.
+   */
+  connections: number;
+  seq: Sequence;
+  timestamp: Timestamp;
+  type: "heartbeat";
+}
+export interface MarketTick {
+  ask: number;
+  bid: number;
+  /**
+   * Price change since the session's reference price.
+   */
+  change: number;
+  change_percent: number;
+  channel: Channel;
+  price: number;
+  seq: Sequence;
+  /**
+   * Where the tick came from, e.g. simulator.
+   */
+  source: string;
+  symbol: Symbol;
+  timestamp: Timestamp;
+  type: "market_tick";
+  /**
+   * Volume traded since the session opened.
+   */
+  volume: number;
+}
+export interface Notification {
+  channel: Channel;
+  level: NotificationLevel;
+  message: string;
+  seq: Sequence;
+  timestamp: Timestamp;
+  title: string;
+  type: "notification";
+  user: string;
+}
+export interface OrderUpdate {
+  channel: Channel;
+  filled_quantity: number;
+  order_id: string;
+  order_type: OrderType;
+  /**
+   * Limit price; absent for market orders.
+   */
+  price?: number;
+  quantity: number;
+  seq: Sequence;
+  side: Side;
+  status: OrderStatus;
+  symbol: Symbol;
+  timestamp: Timestamp;
+  type: "order_update";
+  user: string;
+}
+export interface OrderbookSnapshot {
+  /**
+   * Best (lowest) ask first.
+   */
+  asks: PriceLevel[];
+  /**
+   * Best (highest) bid first.
+   */
+  bids: PriceLevel[];
+  channel: Channel;
+  seq: Sequence;
+  symbol: Symbol;
+  timestamp: Timestamp;
+  type: "orderbook_snapshot";
+}
+export interface PriceLevel {
+  price: number;
+  /**
+   * Quantity at the price; 0 in an update removes the level.
+   */
+  size: number;
+}
+export interface OrderbookUpdate {
+  asks: PriceLevel[];
+  bids: PriceLevel[];
+  channel: Channel;
+  seq: Sequence;
+  symbol: Symbol;
+  timestamp: Timestamp;
+  type: "orderbook_update";
+}
+export interface Pong {
+  id?: RequestId;
+  timestamp: Timestamp;
+  type: "pong";
+}
+export interface PositionUpdate {
+  avg_price: number;
+  channel: Channel;
+  market_price: number;
+  quantity: number;
+  seq: Sequence;
+  symbol: Symbol;
+  timestamp: Timestamp;
+  type: "position_update";
+  unrealized_pnl: number;
+  user: string;
+}
+export interface Subscribed {
+  channel: Channel;
+  id?: RequestId;
+  symbol?: Symbol;
+  type: "subscribed";
+}
+export interface SystemStatus {
+  channel: Channel;
+  message: string;
+  seq: Sequence;
+  status: SystemState;
+  timestamp: Timestamp;
+  type: "system_status";
+}
+export interface Trade {
+  channel: Channel;
+  price: number;
+  seq: Sequence;
+  side: Side;
+  size: number;
+  symbol: Symbol;
+  timestamp: Timestamp;
+  trade_id: number;
+  type: "trade";
+}
+export interface Unsubscribed {
+  channel: Channel;
+  id?: RequestId;
+  symbol?: Symbol;
+  type: "unsubscribed";
+}
+export interface Welcome {
+  channels: ChannelInfo[];
+  /**
+   * The server's id of this connection, as it appears in its logs.
+   */
+  connection_id: number;
+  heartbeat: HeartbeatSettings;
+  limits: ConnectionLimits;
+  /**
+   * The symbols the gateway knows now.
+   */
+  symbols: Symbol[];
+  timestamp: Timestamp;
+  type: "welcome";
+  /**
+   * The v1 API version.
+   */
+  version: string;
+}
+export interface ChannelInfo {
+  /**
+   * The most connections that may subscribe to the channel at once.
+   */
+  max_subscribers: number;
+  name: Channel;
+  /**
+   * True when the channel's topics are per symbol.
+   */
+  per_symbol: boolean;
+  /**
+   * True when the channel needs an authenticated connection.
+   */
+  private: boolean;
+  /**
+   * The most frames this channel sends one connection per second.
+   */
+  rate_per_second: number;
+}
+export interface HeartbeatSettings {
+  idle_timeout_ms: number;
+  ping_interval_ms: number;
+}
+export interface ConnectionLimits {
+  inbound_burst: number;
+  inbound_per_second: number;
+  max_frame_bytes: number;
+  max_subscriptions: number;
+}
