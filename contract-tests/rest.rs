@@ -237,7 +237,8 @@ async fn documented_errors_are_json_code_and_message() {
     let to = valid_value("to").expect("to");
 
     // (path as documented, query, status)
-    let cases: [(&str, String, u16, &str); 8] = [
+    let cases: [(&str, String, u16, &str); 9] = [
+        ("/datafeed/search", "limit=0".into(), 400, "limit below 1"),
         (
             "/datafeed/symbols",
             "symbol=NOPE".into(),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use poem_openapi::{Enum, Object, OpenApi, param::Query, payload::Json, payload::PlainText};
 
-use super::{ApiError, api::ApiTags};
+use super::{ApiError, BadRequest, api::ApiTags};
 use crate::{
     event::Symbol,
     gateway::Gateway,
@@ -283,7 +283,7 @@ impl Datafeed {
             validator(minimum(value = "1"), maximum(value = "100"))
         )]
         limit: Query<u32>,
-    ) -> Result<Json<Vec<SearchResult>>, ApiError> {
+    ) -> Result<Json<Vec<SearchResult>>, BadRequest> {
         let query = query.0.to_ascii_uppercase();
         let matches_filters = (kind.0.is_empty() || kind.0.eq_ignore_ascii_case("stock"))
             && (exchange.0.is_empty() || exchange.0.eq_ignore_ascii_case(EXCHANGE));

@@ -67,6 +67,22 @@ fn bad_request(error: poem::Error) -> ApiError {
     ApiError::bad_request("bad_request", error.to_string())
 }
 
+/// The errors of operations that look nothing up (so never answer 404).
+#[derive(ApiResponse, Debug)]
+#[oai(bad_request_handler = "bad_request_only")]
+pub enum BadRequest {
+    /// A parameter is missing or invalid.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+}
+
+fn bad_request_only(error: poem::Error) -> BadRequest {
+    BadRequest::BadRequest(Json(ErrorBody {
+        code: "bad_request".to_owned(),
+        message: error.to_string(),
+    }))
+}
+
 /// The OpenAPI service of the v1 REST API.
 pub fn openapi_service(gateway: Arc<Gateway>) -> OpenApiService<(Api, Datafeed), ()> {
     OpenApiService::new(
