@@ -8,11 +8,10 @@ use std::{
 };
 
 use serde_json::{Value, json};
-use tickgate::config::ChannelLimits;
 
 use crate::{
     common::{data_channels, messages_of, schema_enum},
-    support::{Client, TestServer, subscribe, test_config, token, unsubscribe},
+    support::{Client, TestServer, set_channel, subscribe, test_config, token, unsubscribe},
 };
 
 /// A generous bound on the whole collection, so a server that never sends
@@ -37,13 +36,7 @@ async fn every_server_message_is_seen_on_its_channel_in_sequence() {
     // conflated into a snapshot (as documented); a higher rate lets
     // orderbook_update through.
     let mut config = test_config();
-    config.channels.0.insert(
-        "orderbook".into(),
-        ChannelLimits {
-            rate_per_second: 5000,
-            max_subscribers: 200,
-        },
-    );
+    set_channel(&mut config, "orderbook", 5000, 200);
     let server = TestServer::start(config).await;
     let mut client = Client::connect(&server).await;
 

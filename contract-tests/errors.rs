@@ -6,12 +6,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use futures_util::SinkExt;
 use serde_json::{Value, json};
-use tickgate::config::ChannelLimits;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::{
     common::schema_enum,
-    support::{Client, TestServer, subscribe, test_config, token, unsubscribe},
+    support::{Client, TestServer, set_channel, subscribe, test_config, token, unsubscribe},
 };
 
 /// The code with no client trigger: it reports a server fault.
@@ -260,13 +259,7 @@ async fn forbidden() -> Value {
 /// A channel at its subscriber cap.
 async fn channel_full() -> Value {
     let mut config = test_config();
-    config.channels.0.insert(
-        "heartbeat".into(),
-        ChannelLimits {
-            rate_per_second: 1,
-            max_subscribers: 1,
-        },
-    );
+    set_channel(&mut config, "heartbeat", 1, 1);
     let server = TestServer::start(config).await;
     let mut first = Client::connect(&server).await;
     let mut second = Client::connect(&server).await;

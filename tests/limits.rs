@@ -6,10 +6,9 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
-use tickgate::config::ChannelLimits;
 use tokio_tungstenite::{connect_async, tungstenite::Message};
 
-use crate::support::{Client, TestServer, subscribe, test_config, token, unsubscribe};
+use crate::support::{Client, TestServer, set_channel, subscribe, test_config, token, unsubscribe};
 
 fn close_code(close: Option<tokio_tungstenite::tungstenite::protocol::CloseFrame>) -> u16 {
     close.map(|c| u16::from(c.code)).unwrap_or(0)
@@ -19,13 +18,7 @@ fn close_code(close: Option<tokio_tungstenite::tungstenite::protocol::CloseFrame
 async fn channel_rate_caps_what_one_connection_receives_and_conflates_the_rest() {
     let mut config = test_config();
     config.simulator.tick_interval_ms = [1, 3]; // about 3,500 ticks/s over 7 symbols
-    config.channels.0.insert(
-        "market_data".into(),
-        ChannelLimits {
-            rate_per_second: 20,
-            max_subscribers: 500,
-        },
-    );
+    set_channel(&mut config, "market_data", 20, 500);
     let server = TestServer::start(config).await;
     let mut client = Client::connect(&server).await;
     client
@@ -57,13 +50,7 @@ async fn channel_rate_caps_what_one_connection_receives_and_conflates_the_rest()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn channel_subscriber_cap_at_and_past_its_edge() {
     let mut config = test_config();
-    config.channels.0.insert(
-        "trades".into(),
-        ChannelLimits {
-            rate_per_second: 100,
-            max_subscribers: 2,
-        },
-    );
+    set_channel(&mut config, "trades", 100, 2);
     let server = TestServer::start(config).await;
     let mut first = Client::connect(&server).await;
     let mut second = Client::connect(&server).await;
@@ -348,13 +335,7 @@ async fn private_backlog_past_its_bound_closes_a_slow_consumer() {
     // backlog grows, and past 5 queued frames the connection is closed.
     config.simulator.private_interval_ms = 20;
     config.ws.private_queue = 5;
-    config.channels.0.insert(
-        "account".into(),
-        ChannelLimits {
-            rate_per_second: 1,
-            max_subscribers: 50,
-        },
-    );
+    set_channel(&mut config, "account", 1, 50);
     let server = TestServer::start(config).await;
     let mut client = Client::connect(&server).await;
     client

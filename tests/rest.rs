@@ -2,22 +2,15 @@
 //! metrics reflect what the gateway does.
 
 use serde_json::{Value, json};
-use tickgate::config::ChannelLimits;
 
-use crate::support::{Client, TestServer, subscribe, test_config};
+use crate::support::{Client, TestServer, set_channel, subscribe, test_config};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ws_config_reports_the_configured_limits() {
     let mut config = test_config();
     config.server.max_connections = 77;
     config.ws.max_subscriptions = 9;
-    config.channels.0.insert(
-        "orderbook".into(),
-        ChannelLimits {
-            rate_per_second: 7,
-            max_subscribers: 3,
-        },
-    );
+    set_channel(&mut config, "orderbook", 7, 3);
     let server = TestServer::start(config).await;
     let (status, body) = server.get_json("/api/v1/ws/config").await;
     assert_eq!(status, 200);

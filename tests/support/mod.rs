@@ -311,3 +311,14 @@ pub fn token(sub: &str, scopes: &[&str], ttl: u64) -> String {
     )
     .expect("token")
 }
+
+/// Sets one channel's limits in `config`.
+pub fn set_channel(config: &mut Config, channel: &str, rate_per_second: u32, max_subscribers: u32) {
+    config.channels.0.insert(
+        channel.to_owned(),
+        tickgate::config::ChannelLimits {
+            rate_per_second,
+            max_subscribers,
+        },
+    );
+}
