@@ -23,6 +23,8 @@ pub struct Config {
     pub channels: ChannelsConfig,
     pub auth: AuthConfig,
     pub simulator: SimulatorConfig,
+    pub store: StoreConfig,
+    pub redis: RedisConfig,
     pub log: LogConfig,
 }
 
@@ -120,6 +122,37 @@ pub struct SimulatorConfig {
     pub backfill_bars: usize,
     /// How often the in-progress candle is published.
     pub candle_publish_ms: u64,
+}
+
+/// Where ticks and candles are stored (the `store` module).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `postgres://...` for PostgreSQL or `sqlite://path` (`DATABASE_URL`).
+    /// Unset: SQLite at `data_dir/tickgate.db`.
+    pub url: Option<String>,
+    /// Directory of the embedded SQLite database, created when missing.
+    pub data_dir: PathBuf,
+    /// Whether ticks are written to `realtime_market_data` (candles always are).
+    pub ticks: bool,
+    /// Most rows one write (one transaction) carries.
+    pub batch_rows: usize,
+    /// Rows buffered while the database is slow or down; beyond it new rows
+    /// are dropped and counted (`tickgate_store_rows_dropped_total`).
+    pub buffer_rows: usize,
+    /// Longest a row waits in the buffer before a write starts.
+    pub flush_ms: u64,
+}
+
+/// The Redis broker (the `broker` module); off unless `url` is set.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://host:port/db` (`REDIS_URL`). Unset: no Redis, one instance.
+    pub url: Option<String>,
+    /// Redis Cluster node addresses (`redis://host:port`); when set, fan-out
+    /// uses sharded pub/sub (`SSUBSCRIBE`/`SPUBLISH`) and `url` is ignored.
+    pub cluster_nodes: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -246,6 +279,19 @@ impl Default for SimulatorConfig {
     }
 }
 
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            data_dir: PathBuf::from("data"),
+            ticks: true,
+            batch_rows: 1000,
+            buffer_rows: 100_000,
+            flush_ms: 200,
+        }
+    }
+}
+
 impl Default for LogConfig {
     fn default() -> Self {
         Self {
@@ -267,7 +313,8 @@ pub enum ConfigError {
 impl Config {
     /// Defaults, then `file` (if given), then `TICKGATE_*` variables: nested
     /// keys use `__` (`TICKGATE_SERVER__PORT=9000`), `TICKGATE_JWT_SECRET`
-    /// sets `auth.jwt_secret`, and `TICKGATE_CONFIG` (the file, read by the
+    /// sets `auth.jwt_secret`, `DATABASE_URL` sets `store.url`, `REDIS_URL`
+    /// sets `redis.url`, and `TICKGATE_CONFIG` (the file, read by the
     /// command line) is not a key.
     ///
     /// # Errors
@@ -293,7 +340,13 @@ impl Config {
                 Env::raw()
                     .only(&["TICKGATE_JWT_SECRET"])
                     .map(|_| "auth.jwt_secret".into()),
-            );
+            )
+            .merge(
+                Env::raw()
+                    .only(&["DATABASE_URL"])
+                    .map(|_| "store.url".into()),
+            )
+            .merge(Env::raw().only(&["REDIS_URL"]).map(|_| "redis.url".into()));
         let config: Config = figment.extract().map_err(Box::new)?;
         config.validate()?;
         Ok(config)
@@ -355,6 +408,17 @@ impl Config {
         }
         if sim.private_interval_ms == 0 || sim.candle_publish_ms == 0 || sim.book_depth == 0 {
             return invalid("simulator intervals and book_depth must be positive".into());
+        }
+        let store = &self.store;
+        if store.batch_rows == 0 || store.buffer_rows < store.batch_rows || store.flush_ms == 0 {
+            return invalid(
+                "store.batch_rows and store.flush_ms must be positive, store.buffer_rows at least store.batch_rows".into(),
+            );
+        }
+        if let Some(url) = &store.url
+            && !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            return invalid("store.url (DATABASE_URL) must start with sqlite:, postgres:// or postgresql://".into());
         }
         if !matches!(self.auth.algorithm.as_str(), "HS256" | "RS256" | "ES256") {
             return invalid("auth.algorithm must be HS256, RS256 or ES256".into());

@@ -14,16 +14,41 @@ use crate::{
     spec::messages::Channel,
 };
 
+/// Where locally produced events go besides the local hub: the Redis broker,
+/// which hands them to the other instances.
+pub trait Relay: Send + Sync + 'static {
+    fn relay(&self, event: &Event);
+}
+
 /// The entry point of every source.
 #[derive(Clone)]
 pub struct Ingest {
     hub: Arc<Hub>,
     candles: Arc<CandleBook>,
+    relay: Option<Arc<dyn Relay>>,
 }
 
 impl Ingest {
     pub fn new(hub: Arc<Hub>, candles: Arc<CandleBook>) -> Self {
-        Self { hub, candles }
+        Self {
+            hub,
+            candles,
+            relay: None,
+        }
+    }
+
+    /// This entry with every event also handed to `relay`.
+    pub fn with_relay(mut self, relay: Arc<dyn Relay>) -> Self {
+        self.relay = Some(relay);
+        self
+    }
+
+    /// This entry without the relay: for events that arrived through it.
+    pub fn local_only(&self) -> Self {
+        Self {
+            relay: None,
+            ..self.clone()
+        }
     }
 
     /// Registers a symbol (validating it) so "all symbols" includes it.
@@ -74,10 +99,14 @@ impl Ingest {
     }
 
     fn publish(&self, topic: Topic, timestamp: jiff::Timestamp, payload: Payload) {
-        self.hub.publish(Event {
+        let event = Event {
             topic,
             timestamp,
             payload,
-        });
+        };
+        if let Some(relay) = &self.relay {
+            relay.relay(&event);
+        }
+        self.hub.publish(event);
     }
 }
