@@ -117,8 +117,8 @@ pub struct SimulatorConfig {
     pub private_interval_ms: u64,
     /// Pause between system notices, random in [min, max] milliseconds.
     pub system_interval_ms: [u64; 2],
-    /// Closed 1-minute candles generated per symbol at start, so history
-    /// answers at once.
+    /// Bars of every timeframe (1m to 1W) generated for each symbol the
+    /// store has no bars of, at start, so history answers at once.
     pub backfill_bars: usize,
     /// How often the in-progress candle is published.
     pub candle_publish_ms: u64,
@@ -273,7 +273,7 @@ impl Default for SimulatorConfig {
             book_depth: 10,
             private_interval_ms: 2000,
             system_interval_ms: [30_000, 60_000],
-            backfill_bars: 500,
+            backfill_bars: 300,
             candle_publish_ms: 5000,
         }
     }
@@ -406,6 +406,9 @@ impl Config {
         if sim.symbols.is_empty() && sim.enabled {
             return invalid("simulator.symbols must name at least one symbol".into());
         }
+        if sim.backfill_bars == 1 {
+            return invalid("simulator.backfill_bars must be 0 (off) or at least 2".into());
+        }
         if sim.private_interval_ms == 0 || sim.candle_publish_ms == 0 || sim.book_depth == 0 {
             return invalid("simulator intervals and book_depth must be positive".into());
         }
@@ -416,9 +419,14 @@ impl Config {
             );
         }
         if let Some(url) = &store.url
-            && !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://"))
+            && !(url.starts_with("sqlite:")
+                || url.starts_with("postgres://")
+                || url.starts_with("postgresql://"))
         {
-            return invalid("store.url (DATABASE_URL) must start with sqlite:, postgres:// or postgresql://".into());
+            return invalid(
+                "store.url (DATABASE_URL) must start with sqlite:, postgres:// or postgresql://"
+                    .into(),
+            );
         }
         if !matches!(self.auth.algorithm.as_str(), "HS256" | "RS256" | "ES256") {
             return invalid("auth.algorithm must be HS256, RS256 or ES256".into());

@@ -13,6 +13,7 @@ use crate::{
     market::candles::CandleBook,
     metrics::Stats,
     spec::messages::Channel,
+    store::{Store, StoreError, Writer, WriterLimits},
 };
 
 pub struct Gateway {
@@ -21,6 +22,8 @@ pub struct Gateway {
     pub auth: Arc<Authenticator>,
     pub stats: Arc<Stats>,
     pub candles: Arc<CandleBook>,
+    /// The batched writer to the store (`store.*`).
+    pub writer: Arc<Writer>,
     /// One permit per open WebSocket connection (`server.max_connections`).
     pub connections: Arc<Semaphore>,
     /// Cancelled when shutdown begins.
@@ -33,8 +36,9 @@ pub struct Gateway {
 
 impl Gateway {
     /// # Errors
-    /// An auth configuration that cannot be used (unreadable key).
-    pub fn new(config: Config) -> Result<Arc<Self>, crate::auth::AuthError> {
+    /// An auth configuration that cannot be used (unreadable key), or a
+    /// store that cannot be opened.
+    pub fn new(config: Config) -> Result<Arc<Self>, GatewayError> {
         // Install the Prometheus recorder before anything records.
         crate::metrics::prometheus();
         let stats = Arc::new(Stats::default());
@@ -47,9 +51,20 @@ impl Gateway {
             rates: Channel::ALL.map(|c| config.channels.limits(c).rate_per_second),
             conflates: Channel::ALL.map(Channel::conflates),
         });
+        let store = Store::open(&config.store)?;
+        let writer = Writer::new(
+            store,
+            WriterLimits {
+                batch_rows: config.store.batch_rows,
+                buffer_rows: config.store.buffer_rows,
+                flush: std::time::Duration::from_millis(config.store.flush_ms),
+                ticks: config.store.ticks,
+            },
+        );
         Ok(Arc::new(Self {
             connections: Arc::new(Semaphore::new(config.server.max_connections)),
-            candles: Arc::new(CandleBook::new(hub.clone())),
+            candles: Arc::new(CandleBook::with_store(hub.clone(), writer.clone())),
+            writer,
             config: Arc::new(config),
             hub,
             auth,
@@ -60,4 +75,12 @@ impl Gateway {
             started: Instant::now(),
         }))
     }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }

@@ -21,6 +21,7 @@ pub mod server;
 pub mod session;
 pub mod sources;
 pub mod spec;
+pub mod store;
 
 pub use config::Config;
 pub use server::{Bound, ServerError, bind, run};

@@ -36,7 +36,7 @@ pub enum ServerError {
         source: std::io::Error,
     },
     #[error(transparent)]
-    Auth(#[from] crate::auth::AuthError),
+    Gateway(#[from] crate::gateway::GatewayError),
     #[error(transparent)]
     Symbol(#[from] crate::hub::InvalidSymbol),
     #[error("server failed: {0}")]
@@ -88,7 +88,14 @@ impl Bound {
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServerError> {
         let gateway = self.gateway;
         let config = gateway.config.clone();
-        let ingest = Ingest::new(gateway.hub.clone(), gateway.candles.clone());
+        let grace = Duration::from_millis(config.server.shutdown_grace_ms);
+        let writer = tokio::spawn(gateway.writer.clone().run(grace));
+        prepare_store(&gateway).await?;
+        let ingest = Ingest::new(
+            gateway.hub.clone(),
+            gateway.candles.clone(),
+            Some(gateway.writer.clone()),
+        );
         if config.simulator.enabled {
             simulator::spawn(
                 &config.simulator,
@@ -106,6 +113,10 @@ impl Bound {
         gateway
             .tasks
             .spawn(run_heartbeat(gateway.clone(), gateway.shutdown.clone()));
+        gateway.tasks.spawn(run_health_snapshots(
+            gateway.clone(),
+            gateway.shutdown.clone(),
+        ));
 
         tracing::info!(addr = %self.addr, "tickgate listening; ws://{}/api/v1/ws/v1, docs http://{}/api/v1/docs", self.addr, self.addr);
         let acceptor = NoDelay(TcpAcceptor::from_tokio(self.listener)?);
@@ -117,7 +128,6 @@ impl Bound {
             tracing::info!("shutting down");
             begin_shutdown(&signal_gateway);
         };
-        let grace = Duration::from_millis(config.server.shutdown_grace_ms);
         Server::new_with_acceptor(acceptor)
             .run_with_graceful_shutdown(app, signal, Some(grace))
             .await?;
@@ -129,8 +139,106 @@ impl Bound {
         {
             tracing::warn!("some sessions did not finish within the shutdown grace period");
         }
+        // Sources have stopped: write the bars in progress and everything
+        // buffered, then close the pool.
+        gateway.candles.persist();
+        gateway
+            .writer
+            .health(health_row(&gateway, "stopped", None).await);
+        gateway.writer.close();
+        if let Err(error) = writer.await {
+            tracing::error!(%error, "the store writer failed");
+        }
+        gateway.writer.store().close().await;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Creates the tables, backfills the simulator's history on a first start,
+/// and continues the bars in progress from the store. A database that cannot
+/// be reached does not stop the gateway: it starts without history, and the
+/// writer keeps retrying (and migrates once the database answers).
+async fn prepare_store(gateway: &Gateway) -> Result<(), ServerError> {
+    let store = gateway.writer.store();
+    if let Err(error) = gateway.writer.ensure_migrated().await {
+        tracing::error!(%error, kind = store.kind(), "the store is unavailable at start: no backfill and no restored candles; writes are buffered and retried");
+        return Ok(());
+    }
+    let now = jiff::Timestamp::now();
+    let config = &gateway.config;
+    if config.simulator.enabled {
+        match simulator::backfill(&config.simulator, &gateway.hub, store, now).await {
+            Ok(symbols) if !symbols.is_empty() => {
+                tracing::info!(
+                    symbols = symbols.len(),
+                    bars = config.simulator.backfill_bars,
+                    "backfilled synthetic history"
+                );
+            }
+            Ok(_) => {}
+            Err(simulator::BackfillError::Symbol(error)) => return Err(error.into()),
+            Err(error) => tracing::error!(%error, "backfill failed"),
+        }
+    }
+    match gateway.candles.restore(now).await {
+        Ok(restored) => tracing::info!(
+            kind = store.kind(),
+            restored,
+            "store ready; bars in progress continued"
+        ),
+        Err(error) => tracing::error!(%error, "cannot restore the bars in progress"),
+    }
+    gateway
+        .writer
+        .health(health_row(gateway, "starting", None).await);
+    Ok(())
+}
+
+/// A `system_health` row describing the gateway now.
+async fn health_row(
+    gateway: &Gateway,
+    status: &str,
+    error: Option<String>,
+) -> crate::store::HealthRow {
+    let ping = gateway.writer.store().ping().await;
+    let (response_time_ms, error_message) = match ping {
+        Ok(elapsed) => (i32::try_from(elapsed.as_millis()).ok(), error),
+        Err(ping_error) => (None, Some(error.unwrap_or_else(|| ping_error.to_string()))),
+    };
+    crate::store::HealthRow {
+        service_name: "tickgate".into(),
+        status: status.into(),
+        details: serde_json::json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_seconds": gateway.started.elapsed().as_secs(),
+            "connections": gateway.stats.connections(),
+            "store": gateway.writer.store().kind(),
+            "store_buffered_rows": gateway.writer.buffered(),
+        }),
+        response_time_ms,
+        error_message,
+    }
+}
+
+/// Writes a `system_health` row every minute.
+async fn run_health_snapshots(gateway: Arc<Gateway>, shutdown: CancellationToken) {
+    let mut timer = tokio::time::interval(Duration::from_secs(60));
+    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    timer.tick().await;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = timer.tick() => {}
+        }
+        let status = if gateway.writer.stats().is_down() {
+            "degraded"
+        } else {
+            "healthy"
+        };
+        gateway
+            .writer
+            .health(health_row(&gateway, status, None).await);
     }
 }
 

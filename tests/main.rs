@@ -6,4 +6,5 @@ mod support;
 mod lifecycle;
 mod limits;
 mod rest;
+mod store;
 mod ws;

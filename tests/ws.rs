@@ -408,11 +408,11 @@ async fn request_ids_are_echoed_as_sent() {
 /// Prices of AAPL's first ticks with the default configuration and seed 42,
 /// as the README's integrator recipe documents them.
 const SEED_42_AAPL: [(u64, f64); 5] = [
-    (1, 145.42),
-    (2, 145.27),
-    (3, 145.34),
-    (4, 145.6),
-    (5, 145.72),
+    (1, 149.75),
+    (2, 149.73),
+    (3, 150.01),
+    (4, 150.11),
+    (5, 150.31),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -420,6 +420,7 @@ async fn seed_42_reproduces_the_documented_prices() {
     let mut config = tickgate::Config::default();
     config.server.port = 0;
     config.simulator.seed = 42;
+    config.store.data_dir = crate::support::temp_dir("seed42");
     let server = TestServer::start(config).await;
     let mut client = Client::connect(&server).await;
     client

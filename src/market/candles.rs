@@ -1,15 +1,21 @@
-//! 1-minute candles built from ticks, their in-memory history, and the
-//! aggregation to higher resolutions that the UDF datafeed serves.
+//! Candles of every timeframe built from ticks, persisted through the store,
+//! and the history the UDF datafeed (and later dialects) serve.
 //!
-//! A candle is published on `chart_data` every `candle_publish_ms` while in
-//! progress, and once more with `closed: true` when its minute ends (by the
-//! first later tick, or by the timer, whichever comes first).
+//! Each symbol keeps, per resolution (1m, 5m, 15m, 1h, 4h, 1D, 1W), the bar
+//! in progress. Every tick folds into all seven at once, so a higher
+//! timeframe bar is exactly the aggregate of its 1-minute bars (open the
+//! first, close the last, high the max, low the min, volume the sum): the
+//! same prices meet the same `max`, `min` and integer sums. A bar whose
+//! period ended is written as final; bars in progress are written every
+//! `candle_publish_ms`, all resolutions of a symbol in one batch, so the
+//! store always holds a consistent set, and a restart continues the bars of
+//! the current periods from it (`restore`).
+//!
+//! The 1-minute candle is published on `chart_data` every
+//! `candle_publish_ms` while in progress, and once more with `closed: true`
+//! when its minute ends (by the first later tick, or by the timer).
 
-use std::{
-    collections::{HashMap, VecDeque},
-    str::FromStr,
-    sync::Arc,
-};
+use std::{collections::HashMap, str::FromStr, sync::Arc};
 
 use parking_lot::Mutex;
 
@@ -17,10 +23,8 @@ use crate::{
     event::{Candle, Event, Payload, Symbol, Topic},
     hub::Hub,
     spec::messages::Channel,
+    store::{BarRow, StoreError, Writer},
 };
-
-/// Closed 1-minute candles kept per symbol (14 days).
-pub const MAX_HISTORY: usize = 14 * 24 * 60;
 
 /// Most bars one history request returns.
 pub const MAX_BARS: usize = 5000;
@@ -31,7 +35,7 @@ const DAY: i64 = 86_400;
 const MONDAY_OFFSET: i64 = 4 * DAY;
 
 /// A bar resolution of the datafeed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Resolution {
     Minutes(i64),
     Day,
@@ -41,6 +45,32 @@ pub enum Resolution {
 impl Resolution {
     /// The resolutions the datafeed supports, as UDF names them.
     pub const SUPPORTED: [&'static str; 7] = ["1", "5", "15", "60", "240", "1D", "1W"];
+
+    /// Every resolution, finest first.
+    pub const ALL: [Resolution; 7] = [
+        Resolution::Minutes(1),
+        Resolution::Minutes(5),
+        Resolution::Minutes(15),
+        Resolution::Minutes(60),
+        Resolution::Minutes(240),
+        Resolution::Day,
+        Resolution::Week,
+    ];
+
+    /// The name in the store's `timeframe` column and in the candles
+    /// dialect: `1m`, `5m`, `15m`, `1h`, `4h`, `1D`, `1W`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Resolution::Minutes(1) => "1m",
+            Resolution::Minutes(5) => "5m",
+            Resolution::Minutes(15) => "15m",
+            Resolution::Minutes(60) => "1h",
+            Resolution::Minutes(240) => "4h",
+            Resolution::Day => "1D",
+            Resolution::Week => "1W",
+            Resolution::Minutes(_) => "?",
+        }
+    }
 
     /// Start (unix seconds) of the bar that contains `time`.
     pub fn bucket(self, time: i64) -> i64 {
@@ -98,84 +128,195 @@ pub struct Bar {
 /// Candles of every symbol.
 pub struct CandleBook {
     hub: Arc<Hub>,
+    writer: Option<Arc<Writer>>,
     symbols: Mutex<HashMap<Symbol, SymbolCandles>>,
 }
 
+/// The bars in progress of one symbol, indexed like `Resolution::ALL`.
 #[derive(Default)]
 struct SymbolCandles {
-    current: Option<Candle>,
-    history: VecDeque<Candle>,
+    bars: [Option<Bar>; 7],
+    /// Ticks before this time (unix seconds) are too late: the minute they
+    /// belong to was closed and written.
+    floor: i64,
+    /// Changed since the bars were last handed to the writer.
+    dirty: bool,
+}
+
+impl Bar {
+    fn new(time: i64, price: f64, size: u64) -> Self {
+        Self {
+            time,
+            open: price,
+            high: price,
+            low: price,
+            close: price,
+            volume: size,
+        }
+    }
+
+    fn fold(&mut self, price: f64, size: u64) {
+        self.high = self.high.max(price);
+        self.low = self.low.min(price);
+        self.close = price;
+        self.volume = self.volume.saturating_add(size);
+    }
+
+    fn candle(&self, closed: bool) -> Candle {
+        Candle {
+            time: jiff::Timestamp::from_second(self.time).unwrap_or(jiff::Timestamp::UNIX_EPOCH),
+            open: self.open,
+            high: self.high,
+            low: self.low,
+            close: self.close,
+            volume: self.volume,
+            closed,
+        }
+    }
+
+    fn row(&self, symbol: &Symbol, resolution: Resolution) -> BarRow {
+        BarRow {
+            symbol: symbol.clone(),
+            resolution,
+            time: jiff::Timestamp::from_second(self.time).unwrap_or(jiff::Timestamp::UNIX_EPOCH),
+            open: self.open,
+            high: self.high,
+            low: self.low,
+            close: self.close,
+            volume: i64::try_from(self.volume).unwrap_or(i64::MAX),
+        }
+    }
+
+    fn from_row(row: &BarRow) -> Self {
+        Self {
+            time: row.time.as_second(),
+            open: row.open,
+            high: row.high,
+            low: row.low,
+            close: row.close,
+            volume: u64::try_from(row.volume).unwrap_or(0),
+        }
+    }
 }
 
 impl CandleBook {
+    /// A book that keeps bars in memory only (no store).
     pub fn new(hub: Arc<Hub>) -> Self {
         Self {
             hub,
+            writer: None,
             symbols: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Folds a tick into the symbol's current candle, closing (and
-    /// publishing) the previous one when the tick starts a new minute.
-    pub fn on_tick(&self, symbol: &Symbol, at: jiff::Timestamp, price: f64, size: u64) {
-        let minute = Resolution::Minutes(1).bucket(at.as_second());
-        let closed = {
-            let mut symbols = self.symbols.lock();
-            let candles = symbols.entry(symbol.clone()).or_default();
-            let mut closed = None;
-            if let Some(current) = &candles.current
-                && current.time.as_second() < minute
-            {
-                closed = candles.close_current();
-            }
-            match &mut candles.current {
-                Some(current) => {
-                    current.high = current.high.max(price);
-                    current.low = current.low.min(price);
-                    current.close = price;
-                    current.volume = current.volume.saturating_add(size);
-                }
-                None => {
-                    candles.current = Some(Candle {
-                        time: jiff::Timestamp::from_second(minute).unwrap_or(at),
-                        open: price,
-                        high: price,
-                        low: price,
-                        close: price,
-                        volume: size,
-                        closed: false,
-                    });
-                }
-            }
-            closed
-        };
-        if let Some(candle) = closed {
-            self.publish(symbol, candle, at);
+    /// A book that writes its bars through `writer` and reads history from
+    /// its store.
+    pub fn with_store(hub: Arc<Hub>, writer: Arc<Writer>) -> Self {
+        Self {
+            writer: Some(writer),
+            ..Self::new(hub)
         }
     }
 
-    /// Closes candles whose minute has ended by `now`, and when `in_progress`
-    /// also publishes every open candle.
+    /// Folds a tick into the symbol's bars of every resolution, closing
+    /// (writing, and for 1m publishing) the bars whose period it ends. A
+    /// tick older than the symbol's current minute is ignored: its minute is
+    /// closed.
+    pub fn on_tick(&self, symbol: &Symbol, at: jiff::Timestamp, price: f64, size: u64) {
+        let time = at.as_second();
+        let mut closed_minute = None;
+        let mut finished = Vec::new();
+        {
+            let mut symbols = self.symbols.lock();
+            let candles = symbols.entry(symbol.clone()).or_default();
+            let late = candles
+                .bars
+                .iter()
+                .zip(Resolution::ALL)
+                .any(|(bar, resolution)| bar.is_some_and(|bar| bar.time > resolution.bucket(time)));
+            if time < candles.floor || late {
+                return;
+            }
+            for (slot, resolution) in candles.bars.iter_mut().zip(Resolution::ALL) {
+                let bucket = resolution.bucket(time);
+                match slot {
+                    Some(bar) if bar.time == bucket => bar.fold(price, size),
+                    _ => {
+                        if let Some(old) = slot.replace(Bar::new(bucket, price, size)) {
+                            if resolution == Resolution::Minutes(1) {
+                                closed_minute = Some(old);
+                            }
+                            finished.push(old.row(symbol, resolution));
+                        }
+                    }
+                }
+            }
+            candles.floor = Resolution::Minutes(1).bucket(time);
+            candles.dirty = true;
+        }
+        if let Some(writer) = &self.writer {
+            for row in finished {
+                writer.bar(row);
+            }
+        }
+        if let Some(bar) = closed_minute {
+            self.publish(symbol, bar.candle(true), at);
+        }
+    }
+
+    /// Closes the bars whose period has ended by `now` (writing them and
+    /// publishing the closed minute). When `in_progress`, also publishes
+    /// every open 1-minute candle and writes the bars that changed.
     pub fn flush(&self, now: jiff::Timestamp, in_progress: bool) {
-        let minute = Resolution::Minutes(1).bucket(now.as_second());
-        let mut out = Vec::new();
+        let now_s = now.as_second();
+        let mut publish = Vec::new();
+        let mut rows = Vec::new();
         {
             let mut symbols = self.symbols.lock();
             for (symbol, candles) in symbols.iter_mut() {
-                let Some(current) = &candles.current else {
-                    continue;
-                };
-                if current.time.as_second() < minute {
-                    if let Some(closed) = candles.close_current() {
-                        out.push((symbol.clone(), closed));
+                for (slot, resolution) in candles.bars.iter_mut().zip(Resolution::ALL) {
+                    let Some(bar) = slot else { continue };
+                    if bar.time < resolution.bucket(now_s) {
+                        if resolution == Resolution::Minutes(1) {
+                            publish.push((symbol.clone(), bar.candle(true)));
+                            candles.floor = candles.floor.max(bar.time + MINUTE);
+                        }
+                        rows.push(bar.row(symbol, resolution));
+                        *slot = None;
+                    } else if in_progress {
+                        if resolution == Resolution::Minutes(1) {
+                            publish.push((symbol.clone(), bar.candle(false)));
+                        }
+                        if candles.dirty {
+                            rows.push(bar.row(symbol, resolution));
+                        }
                     }
-                } else if in_progress {
-                    out.push((symbol.clone(), current.clone()));
+                }
+                if in_progress {
+                    candles.dirty = false;
                 }
             }
         }
-        for (symbol, candle) in out {
+        if let Some(writer) = &self.writer {
+            for row in rows {
+                writer.bar(row);
+            }
+        }
+        for (symbol, candle) in publish {
             self.publish(&symbol, candle, now);
+        }
+    }
+
+    /// Hands every bar in progress to the writer (shutdown).
+    pub fn persist(&self) {
+        let Some(writer) = &self.writer else { return };
+        let symbols = self.symbols.lock();
+        for (symbol, candles) in symbols.iter() {
+            for (bar, resolution) in candles.bars.iter().zip(Resolution::ALL) {
+                if let Some(bar) = bar {
+                    writer.bar(bar.row(symbol, resolution));
+                }
+            }
         }
     }
 
@@ -187,71 +328,114 @@ impl CandleBook {
         });
     }
 
-    /// Adds closed candles to a symbol's history (the simulator's backfill).
-    /// Candles must be sorted and older than any the symbol already has.
-    pub fn backfill(&self, symbol: &Symbol, candles: impl IntoIterator<Item = Candle>) {
-        let mut symbols = self.symbols.lock();
-        let entry = symbols.entry(symbol.clone()).or_default();
-        let mut older: VecDeque<Candle> = candles.into_iter().collect();
-        older.append(&mut entry.history);
-        while older.len() > MAX_HISTORY {
-            older.pop_front();
+    /// Continues the bars of the periods containing `now` from the store:
+    /// what a restart (or a first start after the simulator's backfill)
+    /// picks up. Returns how many bars were restored.
+    ///
+    /// # Errors
+    /// The store cannot be read.
+    pub async fn restore(&self, now: jiff::Timestamp) -> Result<usize, StoreError> {
+        let Some(writer) = &self.writer else {
+            return Ok(0);
+        };
+        let mut restored = 0;
+        let now_s = now.as_second();
+        for (index, resolution) in Resolution::ALL.into_iter().enumerate() {
+            let start = jiff::Timestamp::from_second(resolution.bucket(now_s))
+                .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+            let rows = writer.store().bars_at(resolution, start).await?;
+            let mut symbols = self.symbols.lock();
+            for row in rows {
+                let candles = symbols.entry(row.symbol.clone()).or_default();
+                if candles.bars[index].is_none() {
+                    candles.bars[index] = Some(Bar::from_row(&row));
+                    restored += 1;
+                }
+            }
         }
-        entry.history = older;
+        Ok(restored)
     }
 
-    /// The in-progress candle of a symbol.
+    /// The in-progress 1-minute candle of a symbol.
     pub fn current(&self, symbol: &Symbol) -> Option<Candle> {
-        self.symbols.lock().get(symbol)?.current.clone()
+        let symbols = self.symbols.lock();
+        symbols.get(symbol)?.bars[0].map(|bar| bar.candle(false))
+    }
+
+    /// The in-progress bar of one resolution.
+    pub fn open_bar(&self, symbol: &Symbol, resolution: Resolution) -> Option<Bar> {
+        let index = Resolution::ALL.iter().position(|r| *r == resolution)?;
+        self.symbols.lock().get(symbol)?.bars[index]
     }
 
     /// Bars of `resolution` whose start lies in `[from, to)`, oldest first,
-    /// including the in-progress one; at most `limit` (the newest ones).
-    pub fn history(
+    /// including the one in progress: the newest `limit` (at most
+    /// `MAX_BARS`). Reads the store, then lays over it what the writer has
+    /// not committed yet and the bar in progress.
+    ///
+    /// # Errors
+    /// The store cannot be read.
+    pub async fn history(
         &self,
         symbol: &Symbol,
         resolution: Resolution,
         from: i64,
         to: i64,
         limit: usize,
-    ) -> Vec<Bar> {
-        let symbols = self.symbols.lock();
-        let Some(candles) = symbols.get(symbol) else {
-            return Vec::new();
-        };
-        let minutes = candles.history.iter().chain(candles.current.iter());
-        let mut bars = aggregate(minutes, resolution);
-        bars.retain(|bar| bar.time >= from && bar.time < to);
+    ) -> Result<Vec<Bar>, StoreError> {
         let limit = limit.min(MAX_BARS);
+        let mut bars: Vec<Bar> = Vec::new();
+        if let Some(writer) = &self.writer {
+            let stamp = |s: i64| {
+                jiff::Timestamp::from_second(s.clamp(MIN_TIME, MAX_TIME))
+                    .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+            };
+            let stored = writer
+                .store()
+                .bars(symbol, resolution, stamp(from), stamp(to), limit)
+                .await?;
+            bars.extend(stored.iter().map(Bar::from_row));
+            for row in writer.unwritten_bars(symbol, resolution) {
+                overlay(&mut bars, Bar::from_row(&row));
+            }
+        }
+        if let Some(open) = self.open_bar(symbol, resolution) {
+            overlay(&mut bars, open);
+        }
+        bars.retain(|bar| bar.time >= from && bar.time < to);
+        bars.sort_by_key(|bar| bar.time);
         if bars.len() > limit {
             bars.drain(..bars.len() - limit);
         }
-        bars
+        Ok(bars)
     }
 
     /// Start of the newest bar before `before`, for UDF's `nextTime`.
-    pub fn last_time_before(&self, symbol: &Symbol, before: i64) -> Option<i64> {
-        let symbols = self.symbols.lock();
-        let candles = symbols.get(symbol)?;
-        candles
-            .history
-            .iter()
-            .chain(candles.current.iter())
-            .map(|c| c.time.as_second())
-            .filter(|&t| t < before)
-            .max()
+    ///
+    /// # Errors
+    /// The store cannot be read.
+    pub async fn last_time_before(
+        &self,
+        symbol: &Symbol,
+        resolution: Resolution,
+        before: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let bars = self
+            .history(symbol, resolution, MIN_TIME, before, 1)
+            .await?;
+        Ok(bars.last().map(|bar| bar.time))
     }
 }
 
-impl SymbolCandles {
-    fn close_current(&mut self) -> Option<Candle> {
-        let mut candle = self.current.take()?;
-        candle.closed = true;
-        self.history.push_back(candle.clone());
-        if self.history.len() > MAX_HISTORY {
-            self.history.pop_front();
-        }
-        Some(candle)
+/// Earliest and latest times a history query uses (years 1970 and 9999).
+const MIN_TIME: i64 = 0;
+const MAX_TIME: i64 = 253_402_300_799;
+
+/// Replaces the bar with the same start, or adds it.
+fn overlay(bars: &mut Vec<Bar>, bar: Bar) {
+    match bars.iter_mut().find(|old| old.time == bar.time) {
+        Some(old) => *old = bar,
+        None => bars.push(bar),
     }
 }
 
@@ -377,27 +561,57 @@ mod tests {
         book.on_tick(&aapl, ts("2025-10-15T13:44:05Z"), 10.0, 1);
         book.on_tick(&aapl, ts("2025-10-15T13:44:30Z"), 12.0, 2);
         book.on_tick(&aapl, ts("2025-10-15T13:44:59Z"), 11.0, 3);
-        book.on_tick(&aapl, ts("2025-10-15T13:45:01Z"), 11.5, 4);
-        let bars = book.history(&aapl, Resolution::Minutes(1), 0, i64::MAX, 100);
-        assert_eq!(bars.len(), 2);
+        let minute = book.current(&aapl).unwrap();
         assert_eq!(
             (
-                bars[0].open,
-                bars[0].high,
-                bars[0].low,
-                bars[0].close,
-                bars[0].volume
+                minute.open,
+                minute.high,
+                minute.low,
+                minute.close,
+                minute.volume
             ),
             (10.0, 12.0, 10.0, 11.0, 6)
         );
+        book.on_tick(&aapl, ts("2025-10-15T13:45:01Z"), 11.5, 4);
+        let minute = book.current(&aapl).unwrap();
+        assert_eq!((minute.open, minute.close, minute.volume), (11.5, 11.5, 4));
+        let five = book.open_bar(&aapl, Resolution::Minutes(5)).unwrap();
         assert_eq!(
-            (bars[1].open, bars[1].close, bars[1].volume),
-            (11.5, 11.5, 4)
+            (
+                five.time,
+                five.open,
+                five.high,
+                five.low,
+                five.close,
+                five.volume
+            ),
+            (
+                ts("2025-10-15T13:45:00Z").as_second(),
+                11.5,
+                11.5,
+                11.5,
+                11.5,
+                4
+            ),
+            "13:45 starts a new 5-minute bar"
+        );
+        let hour = book.open_bar(&aapl, Resolution::Minutes(60)).unwrap();
+        assert_eq!(
+            (hour.open, hour.high, hour.low, hour.close, hour.volume),
+            (10.0, 12.0, 10.0, 11.5, 10),
+            "the hour aggregates both minutes"
+        );
+        book.on_tick(&aapl, ts("2025-10-15T13:44:50Z"), 99.0, 7);
+        assert_eq!(
+            book.current(&aapl).unwrap().volume,
+            4,
+            "a tick of a closed minute is ignored"
         );
         book.flush(ts("2025-10-15T13:46:00Z"), false);
         assert!(
             book.current(&aapl).is_none(),
             "the timer closes a finished minute"
         );
+        assert!(book.open_bar(&aapl, Resolution::Minutes(60)).is_some());
     }
 }

@@ -1,11 +1,15 @@
 //! A TradingView UDF datafeed (`/api/v1/datafeed/...`) over the candles the
-//! gateway builds. History requests are bounded to `MAX_BARS` bars.
+//! gateway builds and stores. History is read from the store (with what the
+//! writer has not committed yet and the bar in progress laid over it) and is
+//! bounded to `MAX_BARS` bars per request.
 
 use std::sync::Arc;
 
-use poem_openapi::{Enum, Object, OpenApi, param::Query, payload::Json, payload::PlainText};
+use poem_openapi::{
+    ApiResponse, Enum, Object, OpenApi, param::Query, payload::Json, payload::PlainText,
+};
 
-use super::{ApiError, BadRequest, api::ApiTags};
+use super::{ApiError, BadRequest, ErrorBody, api::ApiTags};
 use crate::{
     event::Symbol,
     gateway::Gateway,
@@ -36,6 +40,51 @@ impl Datafeed {
                 ),
             )
         })
+    }
+}
+
+/// The errors of the history operation, which reads the store.
+#[derive(ApiResponse, Debug)]
+#[oai(bad_request_handler = "history_bad_request")]
+pub enum HistoryError {
+    /// A parameter is missing or invalid.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// No such symbol.
+    #[oai(status = 404)]
+    NotFound(Json<ErrorBody>),
+    /// The store (SQLite or PostgreSQL) cannot be read right now; retry
+    /// after `Retry-After` seconds.
+    #[oai(status = 503)]
+    Unavailable(Json<ErrorBody>, #[oai(header = "Retry-After")] u32),
+}
+
+fn history_bad_request(error: poem::Error) -> HistoryError {
+    HistoryError::BadRequest(Json(ErrorBody {
+        code: "bad_request".to_owned(),
+        message: error.to_string(),
+    }))
+}
+
+impl From<ApiError> for HistoryError {
+    fn from(error: ApiError) -> Self {
+        match error {
+            ApiError::BadRequest(body) => Self::BadRequest(body),
+            ApiError::NotFound(body) => Self::NotFound(body),
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for HistoryError {
+    fn from(error: crate::store::StoreError) -> Self {
+        tracing::warn!(%error, "history read failed");
+        Self::Unavailable(
+            Json(ErrorBody {
+                code: "store_unavailable".to_owned(),
+                message: format!("the history store cannot be read: {error}"),
+            }),
+            1,
+        )
     }
 }
 
@@ -330,14 +379,15 @@ impl Datafeed {
         /// Bars wanted before `to`, 1 to 5000; overrides `from`.
         #[oai(validator(minimum(value = "1"), maximum(value = "5000")))]
         countback: Query<Option<u32>>,
-    ) -> Result<Json<History>, ApiError> {
+    ) -> Result<Json<History>, HistoryError> {
         let symbol = self.symbol(&symbol.0)?;
         let resolution = Resolution::from(resolution.0);
         if countback.0.is_none() && from.0 > to.0 {
             return Err(ApiError::bad_request(
                 "bad_range",
                 format!("from ({}) is after to ({}); swap them", from.0, to.0),
-            ));
+            )
+            .into());
         }
         let (from, limit) = match countback.0 {
             Some(count) => (i64::MIN, count as usize),
@@ -346,7 +396,8 @@ impl Datafeed {
         let bars = self
             .gateway
             .candles
-            .history(&symbol, resolution, from, to.0, limit);
+            .history(&symbol, resolution, from, to.0, limit)
+            .await?;
         if bars.is_empty() {
             let before = if from == i64::MIN { to.0 } else { from };
             return Ok(Json(History {
@@ -357,7 +408,11 @@ impl Datafeed {
                 l: None,
                 c: None,
                 v: None,
-                next_time: self.gateway.candles.last_time_before(&symbol, before),
+                next_time: self
+                    .gateway
+                    .candles
+                    .last_time_before(&symbol, resolution, before)
+                    .await?,
             }));
         }
         Ok(Json(History {

@@ -12,6 +12,7 @@ use crate::{
     hub::{Hub, InvalidSymbol},
     market::candles::CandleBook,
     spec::messages::Channel,
+    store::{TickRow, Writer},
 };
 
 /// Where locally produced events go besides the local hub: the Redis broker,
@@ -26,14 +27,17 @@ pub struct Ingest {
     hub: Arc<Hub>,
     candles: Arc<CandleBook>,
     relay: Option<Arc<dyn Relay>>,
+    writer: Option<Arc<Writer>>,
 }
 
 impl Ingest {
-    pub fn new(hub: Arc<Hub>, candles: Arc<CandleBook>) -> Self {
+    /// An entry that stores ticks through `writer` when there is one.
+    pub fn new(hub: Arc<Hub>, candles: Arc<CandleBook>, writer: Option<Arc<Writer>>) -> Self {
         Self {
             hub,
             candles,
             relay: None,
+            writer,
         }
     }
 
@@ -65,6 +69,17 @@ impl Ingest {
 
     pub fn tick(&self, symbol: &Symbol, at: jiff::Timestamp, tick: Tick) {
         self.candles.on_tick(symbol, at, tick.price, tick.size);
+        if let Some(writer) = &self.writer {
+            writer.tick(TickRow {
+                symbol: symbol.clone(),
+                time: at,
+                bid: tick.bid,
+                ask: tick.ask,
+                last: tick.price,
+                volume: i64::try_from(tick.volume).unwrap_or(i64::MAX),
+                source: tick.source.clone(),
+            });
+        }
         self.publish(
             Topic::symbol(Channel::MarketData, symbol.clone()),
             at,

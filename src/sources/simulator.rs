@@ -24,7 +24,9 @@ use crate::{
         PositionUpdate, Symbol, SystemNotice, Tick, Trade, UserId,
     },
     hub::Hub,
+    market::candles::{Bar, Resolution, aggregate},
     spec::messages::{Channel, NotificationLevel, OrderStatus, OrderType, Side, SystemState},
+    store::{BarRow, Store, StoreError},
 };
 
 /// The source name on every simulated tick.
@@ -44,9 +46,7 @@ pub fn spawn(
     let mut markets = Vec::new();
     for name in &config.symbols {
         let symbol = ingest.symbol(name)?;
-        let mut market = Market::new(symbol, config);
-        market.backfill(&ingest, config.backfill_bars, jiff::Timestamp::now());
-        markets.push(market);
+        markets.push(Market::new(symbol, config));
     }
     if config.ticks_per_second > 0 {
         tasks.spawn(run_load(
@@ -68,6 +68,140 @@ pub fn spawn(
     tasks.spawn(run_system(config.clone(), ingest.clone(), shutdown.clone()));
     tasks.spawn(run_private(config.clone(), ingest, hub, shutdown));
     Ok(())
+}
+
+/// Writes synthetic history for every configured symbol the store has no
+/// bars of, so every timeframe answers history at once on a first start.
+/// Returns the symbols backfilled.
+///
+/// # Errors
+/// An invalid symbol, or the store failing.
+pub async fn backfill(
+    config: &SimulatorConfig,
+    hub: &Hub,
+    store: &Store,
+    now: jiff::Timestamp,
+) -> Result<Vec<Symbol>, BackfillError> {
+    let mut done = Vec::new();
+    if config.backfill_bars == 0 {
+        return Ok(done);
+    }
+    for name in &config.symbols {
+        let symbol = hub.symbols().insert(name)?;
+        if store.has_bars(&symbol).await? {
+            continue;
+        }
+        let market = Market::new(symbol.clone(), config);
+        let rows = synthetic_history(&market, config, now);
+        store.write(&[], &rows, &[]).await?;
+        done.push(symbol);
+    }
+    Ok(done)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackfillError {
+    #[error(transparent)]
+    Symbol(#[from] crate::hub::InvalidSymbol),
+    #[error("backfill: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// `bars` bars of every resolution ending where the current minute starts,
+/// the last close being the market's starting price, so live ticks continue
+/// the chart.
+///
+/// The walk is generated backwards in units that grow with age: 1-minute
+/// units for the newest `bars` minutes, then 5-minute units back to
+/// `bars` x 5 minutes, and so on up to weekly units; each region's start is
+/// aligned to the next unit size, so units tile time. A bar of resolution R
+/// is the aggregate of the units no longer than R in its period, so every
+/// stored bar is exactly the aggregate of the stored bars of any finer
+/// resolution that cover its period (older periods have no finer bars).
+pub fn synthetic_history(
+    market: &Market,
+    config: &SimulatorConfig,
+    now: jiff::Timestamp,
+) -> Vec<BarRow> {
+    let bars = config.backfill_bars as i64;
+    let end = Resolution::Minutes(1).bucket(now.as_second());
+    // Region starts, finest first: units of level k cover [starts[k], starts[k-1]).
+    let mut starts = [0i64; 7];
+    for (k, resolution) in Resolution::ALL.iter().enumerate() {
+        let next = Resolution::ALL
+            .get(k + 1)
+            .copied()
+            .unwrap_or(Resolution::Week);
+        starts[k] = next.bucket(end - bars * resolution.seconds());
+    }
+    let mut rng = SmallRng::seed_from_u64(name_seed(
+        config.seed,
+        &format!("history:{}", market.symbol),
+    ));
+    // Units newest first, walking back from the starting price.
+    let mut units: Vec<(usize, Bar)> = Vec::new();
+    let mut close = market.price;
+    let mut region_end = end;
+    for (k, resolution) in Resolution::ALL.iter().enumerate() {
+        let size = resolution.seconds();
+        let minutes = (size / 60) as f64;
+        let mut time = region_end - size;
+        while time >= starts[k] {
+            let swing = 0.0005 * minutes.sqrt();
+            // A pull back toward the starting price keeps years of weekly
+            // bars in a plausible range.
+            let pull = (market.price / close - 1.0).clamp(-0.5, 0.5) * 0.2 * swing.min(1.0);
+            let open =
+                round_cents((close * (1.0 + pull + rng.random_range(-swing..swing))).max(0.01));
+            let high = round_cents(open.max(close) * (1.0 + rng.random_range(0.0..swing / 2.0)));
+            let low = round_cents(
+                (open.min(close) * (1.0 - rng.random_range(0.0..swing / 2.0))).max(0.01),
+            );
+            let volume = rng.random_range(100..3000u64) * minutes as u64;
+            units.push((
+                k,
+                Bar {
+                    time,
+                    open,
+                    high,
+                    low,
+                    close,
+                    volume,
+                },
+            ));
+            close = open;
+            time -= size;
+        }
+        region_end = starts[k];
+    }
+    units.reverse();
+    let mut rows = Vec::new();
+    for (k, resolution) in Resolution::ALL.into_iter().enumerate() {
+        let finer: Vec<Candle> = units
+            .iter()
+            .filter(|(level, _)| *level <= k)
+            .map(|(_, bar)| Candle {
+                time: jiff::Timestamp::from_second(bar.time).unwrap_or(jiff::Timestamp::UNIX_EPOCH),
+                open: bar.open,
+                high: bar.high,
+                low: bar.low,
+                close: bar.close,
+                volume: bar.volume,
+                closed: true,
+            })
+            .collect();
+        rows.extend(aggregate(&finer, resolution).into_iter().map(|bar| BarRow {
+            symbol: market.symbol.clone(),
+            resolution,
+            time: jiff::Timestamp::from_second(bar.time).unwrap_or(jiff::Timestamp::UNIX_EPOCH),
+            open: bar.open,
+            high: bar.high,
+            low: bar.low,
+            close: bar.close,
+            volume: i64::try_from(bar.volume).unwrap_or(i64::MAX),
+        }));
+    }
+    rows
 }
 
 /// A stable 64-bit hash of a name (FNV-1a), to derive per-name seeds.
@@ -117,44 +251,6 @@ impl Market {
             depth: config.book_depth,
             book: Arc::new(Book::default()),
         }
-    }
-
-    /// Writes `bars` closed 1-minute candles ending before `now`'s minute,
-    /// walking from the current price; the walk's end becomes the price.
-    fn backfill(&mut self, ingest: &Ingest, bars: usize, now: jiff::Timestamp) {
-        if bars == 0 {
-            return;
-        }
-        let mut rng = SmallRng::seed_from_u64(self.rng.random());
-        let first_minute = (now.as_second().div_euclid(60) - bars as i64) * 60;
-        let mut price = self.price;
-        let candles: Vec<Candle> = (0..bars)
-            .filter_map(|i| {
-                let open = price;
-                let mut high = open;
-                let mut low = open;
-                let mut volume = 0;
-                for _ in 0..6 {
-                    price =
-                        round_cents((price * (1.0 + rng.random_range(-0.001..0.001))).max(0.01));
-                    high = high.max(price);
-                    low = low.min(price);
-                    volume += rng.random_range(1..500);
-                }
-                Some(Candle {
-                    time: jiff::Timestamp::from_second(first_minute + i as i64 * 60).ok()?,
-                    open,
-                    high,
-                    low,
-                    close: price,
-                    volume,
-                    closed: true,
-                })
-            })
-            .collect();
-        ingest.candles().backfill(&self.symbol, candles);
-        self.price = price;
-        self.reference = price;
     }
 
     /// One step of the walk: a tick, the trade behind it, and the book change.
@@ -467,6 +563,7 @@ mod tests {
             let ingest = Ingest::new(
                 hub.clone(),
                 Arc::new(crate::market::candles::CandleBook::new(hub)),
+                None,
             );
             (0..50)
                 .map(|_| {
@@ -484,5 +581,86 @@ mod tests {
         let old = vec![(10.0, 5.0), (9.99, 3.0)];
         let new = vec![(10.0, 5.0), (9.98, 4.0)];
         assert_eq!(diff(&old, &new), vec![(9.98, 4.0), (9.99, 0.0)]);
+    }
+}
+
+#[cfg(test)]
+mod history_tests {
+    use super::*;
+
+    #[test]
+    fn synthetic_history_is_consistent_across_resolutions() {
+        let config = SimulatorConfig {
+            backfill_bars: 120,
+            ..SimulatorConfig::default()
+        };
+        let market = Market::new("AAPL".into(), &config);
+        let now: jiff::Timestamp = "2025-10-15T13:47:12Z".parse().unwrap();
+        let rows = synthetic_history(&market, &config, now);
+        let of = |resolution: Resolution| -> Vec<&BarRow> {
+            rows.iter()
+                .filter(|row| row.resolution == resolution)
+                .collect()
+        };
+        for resolution in Resolution::ALL {
+            let bars = of(resolution);
+            assert!(
+                bars.len() >= 120,
+                "{}: {} bars",
+                resolution.name(),
+                bars.len()
+            );
+            assert!(bars.windows(2).all(|w| w[0].time < w[1].time));
+            assert!(
+                bars.iter()
+                    .all(|b| b.time.as_second() == resolution.bucket(b.time.as_second()))
+            );
+            assert!(
+                bars.iter()
+                    .all(|b| b.low <= b.open.min(b.close) && b.high >= b.open.max(b.close))
+            );
+        }
+        let minutes = of(Resolution::Minutes(1));
+        let last = minutes.last().unwrap();
+        assert_eq!(
+            last.time.as_second(),
+            now.as_second() / 60 * 60 - 60,
+            "ends before the current minute"
+        );
+        assert_eq!(
+            last.close, market.price,
+            "live ticks continue from the last close"
+        );
+        // Every coarser bar whose period the finer resolution covers equals
+        // the aggregate of the finer bars, exactly.
+        for pair in Resolution::ALL.windows(2) {
+            let (fine, coarse) = (pair[0], pair[1]);
+            let fine_bars = of(fine);
+            let first_fine = fine_bars[0].time.as_second();
+            let mut checked = 0;
+            for bar in of(coarse) {
+                let start = bar.time.as_second();
+                if start < first_fine {
+                    continue;
+                }
+                let parts: Vec<&&BarRow> = fine_bars
+                    .iter()
+                    .filter(|b| coarse.bucket(b.time.as_second()) == start)
+                    .collect();
+                assert_eq!(bar.open, parts[0].open);
+                assert_eq!(bar.close, parts[parts.len() - 1].close);
+                assert_eq!(
+                    bar.high,
+                    parts.iter().map(|b| b.high).fold(f64::MIN, f64::max)
+                );
+                assert_eq!(
+                    bar.low,
+                    parts.iter().map(|b| b.low).fold(f64::MAX, f64::min)
+                );
+                assert_eq!(bar.volume, parts.iter().map(|b| b.volume).sum::<i64>());
+                checked += 1;
+            }
+            assert!(checked > 0, "{} vs {}", fine.name(), coarse.name());
+        }
     }
 }

@@ -12,6 +12,8 @@ use std::{
     time::Duration,
 };
 
+pub mod db;
+
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tickgate::{Config, gateway::Gateway, spec};
@@ -35,7 +37,20 @@ pub fn test_config() -> Config {
     config.simulator.system_interval_ms = [100, 300];
     config.simulator.candle_publish_ms = 200;
     config.simulator.backfill_bars = 150;
+    config.store.data_dir = temp_dir("store");
     config
+}
+
+/// A new empty directory under the system's temp dir, unique to this
+/// process and call.
+pub fn temp_dir(label: &str) -> std::path::PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir =
+        std::env::temp_dir().join(format!("tickgate-test-{}-{label}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create a temp dir");
+    dir
 }
 
 /// A gateway running in this process.
