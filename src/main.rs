@@ -58,6 +58,17 @@ enum Command {
         #[arg(long, default_value_t = 3600)]
         ttl: u64,
     },
+    /// Measure storage ingest: write N ticks through the batched writer into
+    /// the configured store (`DATABASE_URL`, or a SQLite file under
+    /// `store.data_dir`) and print one JSON line with ticks/s.
+    BenchStore {
+        /// Ticks to write.
+        #[arg(long, default_value_t = 200_000)]
+        rows: usize,
+        /// Rows per batch (overrides `store.batch_rows`).
+        #[arg(long)]
+        batch: Option<usize>,
+    },
     /// Regenerate generated/schemas/ and openapi.yaml from the specs and code.
     Generate {
         /// Only check: exit 1 and list the files that are stale.
@@ -99,6 +110,16 @@ fn real_main() -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Generate { check }) => generate(check),
+        Some(Command::BenchStore { rows, batch }) => {
+            if let Some(batch) = batch {
+                config.store.batch_rows = batch;
+            }
+            config.store.buffer_rows = config.store.buffer_rows.max(rows);
+            config.validate()?;
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            runtime.block_on(bench_store(&config.store, rows))?;
+            Ok(ExitCode::SUCCESS)
+        }
         None => {
             let run = cli.run;
             if let Some(host) = run.host {
@@ -134,6 +155,64 @@ fn init_tracing(config: &Config) -> Result<()> {
         "json" => builder.json().init(),
         "text" => builder.init(),
         other => bail!("log format {other:?} is not text or json"),
+    }
+    Ok(())
+}
+
+/// Writes `rows` ticks through a writer and reports the rate. The buffer
+/// holds every row, so the number measures the database, not the bound.
+async fn bench_store(config: &tickgate::config::StoreConfig, rows: usize) -> Result<()> {
+    use tickgate::store::{Store, TickRow, Writer, WriterLimits};
+    let store = Store::open(config)?;
+    let writer = Writer::new(
+        store,
+        WriterLimits {
+            batch_rows: config.batch_rows,
+            buffer_rows: config.buffer_rows,
+            flush: std::time::Duration::from_millis(config.flush_ms),
+            ticks: true,
+        },
+    );
+    writer.ensure_migrated().await?;
+    let symbol: tickgate::event::Symbol = format!("BENCH{}", std::process::id()).into();
+    let source: std::sync::Arc<str> = "bench".into();
+    let start = jiff::Timestamp::now();
+    let before = writer.store().count("realtime_market_data").await?;
+    let task = tokio::spawn(writer.clone().run(std::time::Duration::from_secs(60)));
+    let started = std::time::Instant::now();
+    for i in 0..rows {
+        let price = 100.0 + (i % 1000) as f64 / 100.0;
+        writer.tick(TickRow {
+            symbol: symbol.clone(),
+            time: start + jiff::SignedDuration::from_micros(i as i64),
+            bid: price - 0.01,
+            ask: price + 0.01,
+            last: price,
+            volume: i as i64,
+            source: source.clone(),
+        });
+    }
+    writer.close();
+    task.await?;
+    let seconds = started.elapsed().as_secs_f64();
+    let stored = writer.store().count("realtime_market_data").await? - before;
+    let stats = writer.stats();
+    println!(
+        "{}",
+        serde_json::json!({
+            "store": writer.store().kind(),
+            "rows": rows,
+            "stored": stored,
+            "dropped": stats.dropped("realtime_market_data"),
+            "batch_rows": config.batch_rows,
+            "batches": stats.batches(),
+            "seconds": (seconds * 1000.0).round() / 1000.0,
+            "ticks_per_second": (stored as f64 / seconds).round(),
+        })
+    );
+    writer.store().close().await;
+    if stored != rows as i64 {
+        bail!("{stored} of {rows} rows stored");
     }
     Ok(())
 }
