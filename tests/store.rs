@@ -614,6 +614,23 @@ async fn a_restarted_gateway_keeps_its_history(db: TestDb) {
     db.drop_database().await;
 }
 
+/// Polls `/api/v1/health` until its status is `status`; returns the body.
+async fn wait_for_health(server: &TestServer, status: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (code, body) = server.get_json("/api/v1/health").await;
+        assert_eq!(code, 200, "health answers 200 whatever the store does");
+        if body["status"] == status {
+            return body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "health never became {status}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_answers_503_while_postgres_is_down() {
     let db = TestDb::postgres().await;
@@ -637,7 +654,20 @@ async fn history_answers_503_while_postgres_is_down() {
     let body: Value = response.json().await.expect("JSON");
     assert_eq!(body["code"], "store_unavailable", "{body}");
     assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
+    // Live ticks keep coming; their write fails and health says so.
+    let health = wait_for_health(&server, "degraded").await;
+    assert_eq!(health["store"]["writing"], false, "{health}");
+    assert!(
+        health["store"]["buffered_rows"].as_u64() > Some(0),
+        "{health}"
+    );
     db.recover(outage).await;
+    let health = wait_for_health(&server, "healthy").await;
+    assert_eq!(health["store"]["kind"], "postgres");
+    assert_eq!(
+        health["store"]["dropped_rows"], 0,
+        "nothing was dropped: {health}"
+    );
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         if server.get_json(history).await.0 == 200 {

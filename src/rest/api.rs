@@ -45,7 +45,7 @@ impl Api {
 /// Gateway health.
 #[derive(Object)]
 pub struct Health {
-    /// `healthy` while the gateway serves.
+    /// `healthy`, or `degraded` while the store fails to write.
     pub status: String,
     /// The gateway's version.
     pub version: String,
@@ -55,6 +55,21 @@ pub struct Health {
     pub connections: u64,
     /// The server's time, UTC with microseconds.
     pub timestamp: String,
+    /// The store of ticks and candles.
+    pub store: StoreHealth,
+}
+
+/// The state of the store (SQLite or PostgreSQL).
+#[derive(Object)]
+pub struct StoreHealth {
+    /// `sqlite` or `postgres`.
+    pub kind: String,
+    /// False after a failed write, until a write succeeds again.
+    pub writing: bool,
+    /// Rows waiting to be written.
+    pub buffered_rows: u64,
+    /// Rows dropped since start because the buffer was full.
+    pub dropped_rows: u64,
 }
 
 /// One API version.
@@ -198,7 +213,8 @@ pub enum YamlDocument {
 impl Api {
     /// Gateway health
     ///
-    /// 200 with `healthy` while the gateway serves.
+    /// 200 while the gateway serves: `healthy`, or `degraded` while the
+    /// store fails to write (rows are buffered and retried).
     #[oai(
         path = "/health",
         method = "get",
@@ -206,8 +222,25 @@ impl Api {
         operation_id = "getHealth"
     )]
     async fn health(&self) -> Json<Health> {
+        let writer = &self.gateway.writer;
+        let stats = writer.stats();
+        let dropped = ["realtime_market_data", "market_data", "system_health"]
+            .iter()
+            .map(|table| stats.dropped(table))
+            .sum();
         Json(Health {
-            status: "healthy".into(),
+            status: if stats.is_down() {
+                "degraded"
+            } else {
+                "healthy"
+            }
+            .into(),
+            store: StoreHealth {
+                kind: writer.store().kind().into(),
+                writing: !stats.is_down(),
+                buffered_rows: writer.buffered() as u64,
+                dropped_rows: dropped,
+            },
             version: env!("CARGO_PKG_VERSION").into(),
             uptime_seconds: self.gateway.started.elapsed().as_secs(),
             connections: self.gateway.stats.connections(),
