@@ -159,6 +159,7 @@ impl<'a> Spec<'a> {
                 .context("component schemas are not valid JSON Schema for typify")?;
         let mut settings = typify::TypeSpaceSettings::default();
         settings.with_replacement("Timestamp", "Timestamp", std::iter::empty());
+        settings.with_replacement("CandlesTime", "CandlesTime", std::iter::empty());
         let mut space = typify::TypeSpace::new(&settings);
         space
             .add_ref_types(definitions)

@@ -22,7 +22,7 @@ const USER: &str = "user_a";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_server_message_is_seen_on_its_channel_in_sequence() {
-    let expected: BTreeSet<String> = messages_of("send");
+    let expected: BTreeSet<String> = messages_of("v1", "send");
     let data_channel = data_channels();
     let all_channels = schema_enum("Channel");
     assert_eq!(

@@ -53,6 +53,8 @@ pub fn message_key(reference: &str) -> String {
 pub struct Operation {
     pub action: String,
     pub title: String,
+    /// The channel's key in `channels` (`v1`, `candles`, ...).
+    pub channel: String,
     /// Keys of `components.messages`.
     pub messages: Vec<String>,
 }
@@ -68,6 +70,11 @@ pub fn operations() -> Vec<Operation> {
                 .unwrap_or_else(|| panic!("operation {id} has an action"))
                 .to_owned(),
             title: operation["title"].as_str().unwrap_or_default().to_owned(),
+            channel: operation["channel"]["$ref"]
+                .as_str()
+                .and_then(|r| r.strip_prefix("#/channels/"))
+                .unwrap_or_else(|| panic!("operation {id} names its channel"))
+                .to_owned(),
             messages: operation["messages"]
                 .as_array()
                 .unwrap_or_else(|| panic!("operation {id} lists messages"))
@@ -78,14 +85,19 @@ pub fn operations() -> Vec<Operation> {
         .collect()
 }
 
-/// Keys of the messages of every operation with `action` (`send` for the
-/// server's messages, `receive` for the client's).
-pub fn messages_of(action: &str) -> BTreeSet<String> {
+/// Keys of the messages of every operation on `channel` with `action`
+/// (`send` for the server's messages, `receive` for the client's).
+pub fn messages_of(channel: &str, action: &str) -> BTreeSet<String> {
     operations()
         .into_iter()
-        .filter(|op| op.action == action)
+        .filter(|op| op.channel == channel && op.action == action)
         .flat_map(|op| op.messages)
         .collect()
+}
+
+/// The channels of asyncapi.yaml's operations.
+pub fn channels() -> BTreeSet<String> {
+    operations().into_iter().map(|op| op.channel).collect()
 }
 
 /// The wire `type` of a message (its `name`).
@@ -112,7 +124,7 @@ pub fn data_channels() -> BTreeMap<String, String> {
     let channels = schema_enum("Channel");
     let mut by_type = BTreeMap::new();
     for op in operations() {
-        if op.action != "send" || !channels.contains(&op.title) {
+        if op.channel != "v1" || op.action != "send" || !channels.contains(&op.title) {
             continue;
         }
         for key in op.messages {

@@ -1,16 +1,60 @@
 //! Every example of every message in asyncapi.yaml is valid against its
 //! schema and round-trips through the generated Rust types.
 
-use serde_json::{Value, json};
-use tickgate::{protocol::v1, spec, spec::messages::V1ServerFrame};
+use std::collections::BTreeSet;
 
-use crate::common::{errors_of, messages, messages_of, normalize_numbers, validator, wire_type};
+use serde_json::{Value, json};
+use tickgate::{
+    protocol::{candles, v1},
+    spec,
+    spec::messages::{CandlesClientFrame, CandlesServerFrame, V1ServerFrame},
+};
+
+use crate::common::{
+    channels, errors_of, messages, messages_of, normalize_numbers, validator, wire_type,
+};
+
+/// Decodes an example the way the gateway does and encodes it again.
+fn round_trip(channel: &str, client: bool, payload: &Value) -> Result<Value, String> {
+    let text = payload.to_string();
+    let to_value = |v: Result<Value, serde_json::Error>| v.map_err(|e| e.to_string());
+    match (channel, client) {
+        ("v1", true) => v1::decode(&text)
+            .map_err(|e| format!("does not decode: {e:?}"))
+            .and_then(|f| to_value(serde_json::to_value(&f))),
+        ("v1", false) => serde_json::from_value::<V1ServerFrame>(payload.clone())
+            .map_err(|e| format!("does not deserialize into V1ServerFrame: {e}"))
+            .and_then(|f| to_value(serde_json::to_value(&f))),
+        ("candles", true) => {
+            candles::decode(&text).map_err(|e| format!("does not decode: {e}"))?;
+            serde_json::from_value::<CandlesClientFrame>(payload.clone())
+                .map_err(|e| format!("does not deserialize into CandlesClientFrame: {e}"))
+                .and_then(|f| to_value(serde_json::to_value(&f)))
+        }
+        ("candles", false) => serde_json::from_value::<CandlesServerFrame>(payload.clone())
+            .map_err(|e| format!("does not deserialize into CandlesServerFrame: {e}"))
+            .and_then(|f| to_value(serde_json::to_value(&f))),
+        (other, _) => Err(format!("no codec for channel {other}")),
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_message_example_validates_and_round_trips() {
     let schemas = spec::message_schemas();
-    let client = messages_of("receive");
-    let server = messages_of("send");
+    let mut client = BTreeSet::new();
+    let mut server = BTreeSet::new();
+    // Message key -> its channel.
+    let mut channel_of = std::collections::BTreeMap::new();
+    for channel in channels() {
+        for key in messages_of(&channel, "receive") {
+            channel_of.insert(key.clone(), channel.clone());
+            client.insert(key);
+        }
+        for key in messages_of(&channel, "send") {
+            channel_of.insert(key.clone(), channel.clone());
+            server.insert(key);
+        }
+    }
     assert!(
         !client.is_empty() && !server.is_empty(),
         "operations list messages"
@@ -65,23 +109,11 @@ async fn every_message_example_validates_and_round_trips() {
                 ));
             }
 
-            let reencoded = if client.contains(key) {
-                match v1::decode(&payload.to_string()) {
-                    Ok(frame) => serde_json::to_value(&frame).expect("client frame serializes"),
-                    Err(error) => {
-                        problems.push(format!("{what} does not decode: {error:?}"));
-                        continue;
-                    }
-                }
-            } else {
-                match serde_json::from_value::<V1ServerFrame>(payload.clone()) {
-                    Ok(frame) => serde_json::to_value(&frame).expect("server frame serializes"),
-                    Err(error) => {
-                        problems.push(format!(
-                            "{what} does not deserialize into V1ServerFrame: {error}"
-                        ));
-                        continue;
-                    }
+            let reencoded = match round_trip(&channel_of[key], client.contains(key), payload) {
+                Ok(value) => value,
+                Err(error) => {
+                    problems.push(format!("{what} {error}"));
+                    continue;
                 }
             };
             // JSON does not tell 100 from 100.0; the generated f64 fields

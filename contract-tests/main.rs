@@ -9,10 +9,13 @@
 //! - `rest`: every documented GET answers what openapi.yaml says, and the
 //!   documented errors are JSON `{code, message}`.
 //! - `golden`: the served documents equal the committed ones.
+//! - `candles`: the candles dialect's client sees every server message of
+//!   its channel, each valid against its schema.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+mod candles;
 mod channels;
 mod common;
 mod errors;

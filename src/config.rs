@@ -25,6 +25,7 @@ pub struct Config {
     pub simulator: SimulatorConfig,
     pub store: StoreConfig,
     pub redis: RedisConfig,
+    pub candles: CandlesConfig,
     pub log: LogConfig,
 }
 
@@ -142,6 +143,37 @@ pub struct StoreConfig {
     pub buffer_rows: usize,
     /// Longest a row waits in the buffer before a write starts.
     pub flush_ms: u64,
+}
+
+/// The candles dialect (seed 003) on its own listener.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CandlesConfig {
+    /// Serve the dialect (on `server.host`:`port`).
+    pub enabled: bool,
+    /// Port of its listener (WebSocket at `/`, `/health`, `/health/ws-stats`).
+    pub port: u16,
+    /// Symbols a client may subscribe to; others get `Invalid symbol`.
+    pub symbols: Vec<String>,
+    /// Bars in `initial` when `subscribe` names no `initialBars`.
+    pub default_initial_bars: usize,
+    /// Most bars in `initial`; a larger `initialBars` is capped.
+    pub max_initial_bars: usize,
+    /// Least time between two updates of one room.
+    pub update_ms: u64,
+}
+
+impl Default for CandlesConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            port: 7000,
+            symbols: vec!["BTC/USDT".into()],
+            default_initial_bars: 100,
+            max_initial_bars: 1000,
+            update_ms: 1000,
+        }
+    }
 }
 
 /// The Redis broker (the `broker` module); off unless `url` is set.
@@ -265,9 +297,11 @@ impl Default for SimulatorConfig {
         Self {
             enabled: true,
             seed: 42,
-            symbols: ["AAPL", "GOOGL", "MSFT", "TSLA", "AMZN", "NVDA", "META"]
-                .map(String::from)
-                .to_vec(),
+            symbols: [
+                "AAPL", "GOOGL", "MSFT", "TSLA", "AMZN", "NVDA", "META", "BTC/USDT",
+            ]
+            .map(String::from)
+            .to_vec(),
             tick_interval_ms: [500, 2000],
             ticks_per_second: 0,
             book_depth: 10,
@@ -411,6 +445,19 @@ impl Config {
         }
         if sim.private_interval_ms == 0 || sim.candle_publish_ms == 0 || sim.book_depth == 0 {
             return invalid("simulator intervals and book_depth must be positive".into());
+        }
+        let candles = &self.candles;
+        if candles.enabled
+            && (candles.symbols.is_empty()
+                || candles.default_initial_bars == 0
+                || candles.max_initial_bars == 0
+                || candles.max_initial_bars > crate::market::candles::MAX_BARS
+                || candles.update_ms == 0)
+        {
+            return invalid(format!(
+                "candles: symbols must name at least one symbol, default_initial_bars, max_initial_bars (at most {}) and update_ms must be positive",
+                crate::market::candles::MAX_BARS
+            ));
         }
         let store = &self.store;
         if store.batch_rows == 0 || store.buffer_rows < store.batch_rows || store.flush_ms == 0 {

@@ -24,6 +24,8 @@ pub struct Gateway {
     pub candles: Arc<CandleBook>,
     /// The batched writer to the store (`store.*`).
     pub writer: Arc<Writer>,
+    /// The rooms of the candles dialect.
+    pub candle_rooms: crate::dialects::candles::Rooms,
     /// One permit per open WebSocket connection (`server.max_connections`).
     pub connections: Arc<Semaphore>,
     /// Cancelled when shutdown begins.
@@ -65,6 +67,7 @@ impl Gateway {
             connections: Arc::new(Semaphore::new(config.server.max_connections)),
             candles: Arc::new(CandleBook::with_store(hub.clone(), writer.clone())),
             writer,
+            candle_rooms: Default::default(),
             config: Arc::new(config),
             hub,
             auth,

@@ -10,6 +10,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod dialects;
 pub mod event;
 pub mod gateway;
 pub mod hub;

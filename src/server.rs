@@ -29,7 +29,7 @@ use crate::{
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error(
-        "cannot listen on {addr}: {source}; pick another port with --port or stop what holds it"
+        "cannot listen on {addr}: {source}; pick another port (--port; candles.port for the candles dialect) or stop what holds it"
     )]
     Bind {
         addr: SocketAddr,
@@ -43,11 +43,21 @@ pub enum ServerError {
     Io(#[from] std::io::Error),
 }
 
-/// A gateway whose listener is bound but not yet serving.
+/// A gateway whose listeners are bound but not yet serving.
 pub struct Bound {
     gateway: Arc<Gateway>,
     listener: tokio::net::TcpListener,
     addr: SocketAddr,
+    /// The candles dialect's listener, when enabled.
+    candles: Option<(tokio::net::TcpListener, SocketAddr)>,
+}
+
+async fn listen(addr: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr), ServerError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, source })?;
+    let addr = listener.local_addr()?;
+    Ok((listener, addr))
 }
 
 /// Builds the gateway and binds its listener (port 0 picks a free port).
@@ -59,21 +69,28 @@ pub async fn bind(config: Config) -> Result<Bound, ServerError> {
     if config.auth.public_key_file.is_none() && config.auth.jwt_secret == DEV_JWT_SECRET {
         tracing::warn!("using the development JWT secret; set TICKGATE_JWT_SECRET in production");
     }
+    let candles = match config.candles.enabled {
+        true => Some(listen(SocketAddr::new(config.server.host, config.candles.port)).await?),
+        false => None,
+    };
     let gateway = Gateway::new(config)?;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServerError::Bind { addr, source })?;
-    let addr = listener.local_addr()?;
+    let (listener, addr) = listen(addr).await?;
     Ok(Bound {
         gateway,
         listener,
         addr,
+        candles,
     })
 }
 
 impl Bound {
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Address of the candles dialect's listener, when enabled.
+    pub fn candles_addr(&self) -> Option<SocketAddr> {
+        self.candles.as_ref().map(|(_, addr)| *addr)
     }
 
     pub fn gateway(&self) -> &Arc<Gateway> {
@@ -118,6 +135,28 @@ impl Bound {
             gateway.shutdown.clone(),
         ));
 
+        let candles_server = match self.candles {
+            Some((listener, addr)) => {
+                gateway
+                    .tasks
+                    .spawn(crate::dialects::candles::run_broadcaster(
+                        gateway.clone(),
+                        gateway.shutdown.clone(),
+                    ));
+                tracing::info!(%addr, "candles dialect listening; ws://{addr}/");
+                let acceptor = NoDelay(TcpAcceptor::from_tokio(listener)?);
+                let stop = gateway.shutdown.clone();
+                let grace = Duration::from_millis(config.server.shutdown_grace_ms);
+                Some(tokio::spawn(
+                    Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(
+                        crate::dialects::candles::routes(gateway.clone()),
+                        async move { stop.cancelled().await },
+                        Some(grace),
+                    ),
+                ))
+            }
+            None => None,
+        };
         tracing::info!(addr = %self.addr, "tickgate listening; ws://{}/api/v1/ws/v1, docs http://{}/api/v1/docs", self.addr, self.addr);
         let acceptor = NoDelay(TcpAcceptor::from_tokio(self.listener)?);
         let app = rest::routes(gateway.clone());
@@ -132,6 +171,11 @@ impl Bound {
             .run_with_graceful_shutdown(app, signal, Some(grace))
             .await?;
         stop.cancel();
+        if let Some(candles) = candles_server
+            && let Ok(Err(error)) = candles.await
+        {
+            tracing::error!(%error, "the candles listener failed");
+        }
         gateway.tasks.close();
         if tokio::time::timeout(grace, gateway.tasks.wait())
             .await

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod candles;
 mod lifecycle;
 mod limits;
 mod rest;

@@ -61,7 +61,9 @@ async fn welcome_lists_channels_limits_and_symbols() {
         .collect();
     assert_eq!(
         symbols,
-        HashSet::from(["AAPL", "GOOGL", "MSFT", "TSLA", "AMZN", "NVDA", "META"])
+        HashSet::from([
+            "AAPL", "GOOGL", "MSFT", "TSLA", "AMZN", "NVDA", "META", "BTC/USDT"
+        ])
     );
 }
 
@@ -421,6 +423,7 @@ async fn seed_42_reproduces_the_documented_prices() {
     config.server.port = 0;
     config.simulator.seed = 42;
     config.store.data_dir = crate::support::temp_dir("seed42");
+    config.candles.port = 0;
     let server = TestServer::start(config).await;
     let mut client = Client::connect(&server).await;
     client

@@ -55,16 +55,30 @@ function componentMessageName(ref) {
   fail(`$ref chain too long from ${ref}`);
 }
 
-const unionNames = { client: "V1ClientFrame", server: "V1ServerFrame" };
-for (const channel of Object.values(spec.channels ?? {})) {
-  Object.assign(unionNames, channel["x-tickgate-unions"] ?? {});
+// One pair of unions per channel that names them in x-tickgate-unions
+// (v1: V1ClientFrame/V1ServerFrame, candles: CandlesClientFrame/...); the
+// messages of other channels become plain types.
+const unions = {}; // channel key -> { client: {name, members}, server: {name, members} }
+for (const [key, channel] of Object.entries(spec.channels ?? {})) {
+  const names = channel["x-tickgate-unions"];
+  if (!names) continue;
+  unions[key] = {
+    client: { name: names.client, members: new Set() },
+    server: { name: names.server, members: new Set() },
+  };
 }
-const members = { client: new Set(), server: new Set() };
+const used = new Set();
 for (const [name, op] of Object.entries(spec.operations ?? {})) {
   // The gateway receives what a client sends, and sends what a client receives.
   const side = op.action === "receive" ? "client" : op.action === "send" ? "server" : null;
   if (!side) fail(`operation ${name} has unknown action ${op.action}`);
-  for (const message of op.messages ?? []) members[side].add(componentMessageName(message.$ref));
+  const channel = /^#\/channels\/([^/]+)$/.exec(op.channel?.$ref ?? "")?.[1];
+  if (!channel) fail(`operation ${name} names no channel`);
+  for (const message of op.messages ?? []) {
+    const component = componentMessageName(message.$ref);
+    used.add(component);
+    unions[channel]?.[side].members.add(component);
+  }
 }
 
 // --- generated/schemas/*.json: one combined schema --------------------------
@@ -89,34 +103,39 @@ for (const file of files) {
 for (const title of Object.keys(messageDefs)) {
   if (title in sharedDefs) fail(`message ${title} clashes with a shared $defs entry`);
 }
-for (const side of ["client", "server"]) {
-  for (const name of members[side]) {
-    if (!messageDefs[name]) fail(`asyncapi.yaml names message ${name}, which has no schema in generated/schemas`);
-  }
+for (const name of used) {
+  if (!messageDefs[name]) fail(`asyncapi.yaml names message ${name}, which has no schema in generated/schemas`);
 }
-const unassigned = Object.keys(messageDefs).filter((t) => !members.client.has(t) && !members.server.has(t));
+const unassigned = Object.keys(messageDefs).filter((t) => !used.has(t));
 if (unassigned.length) fail(`schemas used by no operation: ${unassigned.join(", ")}`);
 
 const sorted = (obj) => Object.fromEntries(Object.keys(obj).sort().map((k) => [k, obj[k]]));
-const union = (side) => ({
-  title: unionNames[side],
-  description: `Every frame the ${side === "client" ? "client sends" : "server sends"} on the v1 WebSocket API (asyncapi.yaml operations with action ${side === "client" ? "receive" : "send"}).`,
-  anyOf: [...members[side]].sort().map((name) => ({ $ref: `#/$defs/${name}` })),
-});
+const unionDefs = {};
+const unionNames = [];
+for (const [channel, sides] of Object.entries(unions).sort()) {
+  for (const side of ["client", "server"]) {
+    const { name, members } = sides[side];
+    unionDefs[name] = {
+      title: name,
+      description: `Every frame the ${side === "client" ? "client sends" : "server sends"} on the ${channel} channel (asyncapi.yaml operations with action ${side === "client" ? "receive" : "send"}).`,
+      anyOf: [...members].sort().map((m) => ({ $ref: `#/$defs/${m}` })),
+    };
+    unionNames.push(name);
+  }
+}
 const combined = {
   $schema: "https://json-schema.org/draft/2020-12/schema",
-  title: "V1Frame",
-  description: "Any frame of the v1 WebSocket API.",
-  anyOf: [{ $ref: `#/$defs/${unionNames.client}` }, { $ref: `#/$defs/${unionNames.server}` }],
+  title: "AnyFrame",
+  description: "Any frame of any tickgate WebSocket dialect.",
+  anyOf: unionNames.map((name) => ({ $ref: `#/$defs/${name}` })),
   $defs: {
     ...sorted(sharedDefs),
     ...sorted(messageDefs),
-    [unionNames.client]: union("client"),
-    [unionNames.server]: union("server"),
+    ...unionDefs,
   },
 };
 
-const ts = await compile(combined, "V1Frame", {
+const ts = await compile(combined, "AnyFrame", {
   bannerComment: HEADER,
   additionalProperties: false,
   declareExternallyReferenced: true,

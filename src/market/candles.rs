@@ -136,6 +136,9 @@ pub struct CandleBook {
 #[derive(Default)]
 struct SymbolCandles {
     bars: [Option<Bar>; 7],
+    /// The final value of the bar that ended last, per resolution (rooms of
+    /// the candles dialect send it before the next bar).
+    closed: [Option<Bar>; 7],
     /// Ticks before this time (unix seconds) are too late: the minute they
     /// belong to was closed and written.
     floor: i64,
@@ -237,12 +240,18 @@ impl CandleBook {
             if time < candles.floor || late {
                 return;
             }
-            for (slot, resolution) in candles.bars.iter_mut().zip(Resolution::ALL) {
+            for ((slot, closed), resolution) in candles
+                .bars
+                .iter_mut()
+                .zip(candles.closed.iter_mut())
+                .zip(Resolution::ALL)
+            {
                 let bucket = resolution.bucket(time);
                 match slot {
                     Some(bar) if bar.time == bucket => bar.fold(price, size),
                     _ => {
                         if let Some(old) = slot.replace(Bar::new(bucket, price, size)) {
+                            *closed = Some(old);
                             if resolution == Resolution::Minutes(1) {
                                 closed_minute = Some(old);
                             }
@@ -274,9 +283,15 @@ impl CandleBook {
         {
             let mut symbols = self.symbols.lock();
             for (symbol, candles) in symbols.iter_mut() {
-                for (slot, resolution) in candles.bars.iter_mut().zip(Resolution::ALL) {
+                for ((slot, closed), resolution) in candles
+                    .bars
+                    .iter_mut()
+                    .zip(candles.closed.iter_mut())
+                    .zip(Resolution::ALL)
+                {
                     let Some(bar) = slot else { continue };
                     if bar.time < resolution.bucket(now_s) {
+                        *closed = Some(*bar);
                         if resolution == Resolution::Minutes(1) {
                             publish.push((symbol.clone(), bar.candle(true)));
                             candles.floor = candles.floor.max(bar.time + MINUTE);
@@ -366,6 +381,18 @@ impl CandleBook {
     pub fn open_bar(&self, symbol: &Symbol, resolution: Resolution) -> Option<Bar> {
         let index = Resolution::ALL.iter().position(|r| *r == resolution)?;
         self.symbols.lock().get(symbol)?.bars[index]
+    }
+
+    /// The bar in progress of one resolution and the final value of the one
+    /// that ended last.
+    pub fn latest(&self, symbol: &Symbol, resolution: Resolution) -> (Option<Bar>, Option<Bar>) {
+        let Some(index) = Resolution::ALL.iter().position(|r| *r == resolution) else {
+            return (None, None);
+        };
+        let symbols = self.symbols.lock();
+        symbols
+            .get(symbol)
+            .map_or((None, None), |c| (c.bars[index], c.closed[index]))
     }
 
     /// Bars of `resolution` whose start lies in `[from, to)`, oldest first,

@@ -2,6 +2,7 @@
 //! functions, one module per dialect, no I/O. Only this module and the
 //! generated types know byte layouts.
 
+pub mod candles;
 pub mod v1;
 
 /// A text frame, encoded once and shared by every connection that sends it

@@ -28,10 +28,25 @@ const READ_BUFFER: usize = 4 * 1024;
 /// connection leave in writes of up to this size.
 const WRITE_BUFFER: usize = 64 * 1024;
 
+/// The socket a session gets.
+pub type Socket = WebSocketStream<poem::Upgraded>;
+
 /// `GET /api/v1/ws/v1`: upgrades to a v1 session, or answers 426 (not a
 /// WebSocket handshake) or 503 (connection limit reached, or shutting down).
 #[handler]
 pub async fn v1_endpoint(request: &Request, Data(gateway): Data<&Arc<Gateway>>) -> Response {
+    accept(request, gateway, super::run)
+}
+
+/// Upgrades `request` and runs `serve` on the socket as a tracked task (the
+/// connection holds one of `server.max_connections` permits meanwhile);
+/// answers 426, 503 or 400 instead when it cannot. Every dialect's endpoint
+/// goes through here.
+pub fn accept<F, Fut>(request: &Request, gateway: &Arc<Gateway>, serve: F) -> Response
+where
+    F: FnOnce(Arc<Gateway>, Socket) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let Some(key) = handshake_key(request) else {
         let response = json_error(
             StatusCode::UPGRADE_REQUIRED,
@@ -90,7 +105,7 @@ pub async fn v1_endpoint(request: &Request, Data(gateway): Data<&Arc<Gateway>>) 
             return;
         };
         let socket = WebSocketStream::from_raw_socket(upgraded, Role::Server, Some(config)).await;
-        super::run(task_gateway, socket).await;
+        serve(task_gateway, socket).await;
     });
     Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)

@@ -239,6 +239,7 @@ impl Market {
             "AMZN" => 130.0,
             "NVDA" => 450.0,
             "META" => 300.0,
+            "BTC/USDT" => 67_000.0,
             _ => rng.random_range(10.0..500.0),
         });
         Self {

@@ -43,3 +43,29 @@ impl From<jiff::Timestamp> for Timestamp {
         Self(value)
     }
 }
+
+/// The candle time of the candles dialect (seed 003): UTC, ISO 8601 with
+/// milliseconds (`2024-10-24T10:00:00.000Z`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CandlesTime(pub jiff::Timestamp);
+
+impl fmt::Display for CandlesTime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.strftime("%Y-%m-%dT%H:%M:%S%.3fZ"))
+    }
+}
+
+impl Serialize for CandlesTime {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for CandlesTime {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        text.parse::<jiff::Timestamp>()
+            .map(Self)
+            .map_err(serde::de::Error::custom)
+    }
+}

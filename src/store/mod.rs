@@ -410,6 +410,26 @@ impl Store {
         })
     }
 
+    /// Stored bars of one symbol and resolution.
+    ///
+    /// # Errors
+    /// Any database error.
+    pub async fn count_bars(
+        &self,
+        symbol: &Symbol,
+        resolution: Resolution,
+    ) -> Result<i64, StoreError> {
+        with_pool!(self, |pool, Db| {
+            let mut query =
+                QueryBuilder::<Db>::new("SELECT COUNT(*) FROM market_data WHERE symbol = ");
+            query.push_bind(symbol.to_string());
+            query.push(" AND timeframe = ");
+            query.push_bind(resolution.name());
+            let row = query.build().fetch_one(pool).await?;
+            Ok(row.try_get::<i64, _>(0)?)
+        })
+    }
+
     /// Rows in `table` (one of the three), for tests and the ingest benchmark.
     ///
     /// # Errors

@@ -38,6 +38,8 @@ pub fn test_config() -> Config {
     config.simulator.candle_publish_ms = 200;
     config.simulator.backfill_bars = 150;
     config.store.data_dir = temp_dir("store");
+    config.candles.port = 0;
+    config.candles.update_ms = 100;
     config
 }
 
@@ -56,6 +58,8 @@ pub fn temp_dir(label: &str) -> std::path::PathBuf {
 /// A gateway running in this process.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The candles dialect's listener, when enabled.
+    pub candles_addr: Option<SocketAddr>,
     pub gateway: Arc<Gateway>,
     stop: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<Result<(), tickgate::ServerError>>>,
@@ -65,6 +69,7 @@ impl TestServer {
     pub async fn start(config: Config) -> Self {
         let bound = tickgate::bind(config).await.expect("gateway binds");
         let addr = bound.local_addr();
+        let candles_addr = bound.candles_addr();
         let gateway = bound.gateway().clone();
         let (stop, stopped) = oneshot::channel::<()>();
         let handle = tokio::spawn(bound.run(async {
@@ -72,6 +77,7 @@ impl TestServer {
         }));
         Self {
             addr,
+            candles_addr,
             gateway,
             stop: Some(stop),
             handle: Some(handle),
@@ -122,9 +128,9 @@ impl Drop for TestServer {
     }
 }
 
-/// Validators of every server message, by wire `type`.
+/// Validators of every message, by channel and wire `type`, and by name.
 pub struct Schemas {
-    by_type: HashMap<String, (String, jsonschema::Validator)>,
+    by_type: HashMap<(String, String), (String, jsonschema::Validator)>,
     by_name: HashMap<String, jsonschema::Validator>,
 }
 
@@ -132,34 +138,56 @@ pub static SCHEMAS: LazyLock<Schemas> = LazyLock::new(|| {
     let doc: Value = serde_json::from_str(spec::ASYNCAPI_JSON).expect("asyncapi.json");
     let messages = doc["components"]["messages"].as_object().expect("messages");
     let schemas = spec::message_schemas();
+    let build = |name: &str| {
+        jsonschema::options()
+            .should_validate_formats(true)
+            .build(&schemas[name])
+            .unwrap_or_else(|e| panic!("schema of {name} compiles: {e}"))
+    };
     let mut by_type = HashMap::new();
-    let mut by_name = HashMap::new();
-    for (name, message) in messages {
-        let schema = &schemas[name];
-        let build = || {
-            jsonschema::options()
-                .should_validate_formats(true)
-                .build(schema)
-                .unwrap_or_else(|e| panic!("schema of {name} compiles: {e}"))
+    let channels = doc["channels"].as_object().expect("channels");
+    for (channel, body) in channels {
+        let Some(refs) = body["messages"].as_object() else {
+            continue;
         };
-        let wire = message["name"].as_str().expect("message name").to_owned();
-        by_type.insert(wire, (name.clone(), build()));
-        by_name.insert(name.clone(), build());
+        for reference in refs.values() {
+            let name = reference["$ref"]
+                .as_str()
+                .and_then(|r| r.strip_prefix("#/components/messages/"))
+                .expect("channel messages refer to components.messages");
+            let wire = messages[name]["name"]
+                .as_str()
+                .expect("message name")
+                .to_owned();
+            by_type.insert((channel.clone(), wire), (name.to_owned(), build(name)));
+        }
     }
+    let by_name = messages
+        .keys()
+        .map(|name| (name.clone(), build(name)))
+        .collect();
     Schemas { by_type, by_name }
 });
 
 impl Schemas {
-    /// Validates a server frame against the schema its `type` names.
+    /// Validates a v1 server frame against the schema its `type` names.
     /// Returns the message's name in asyncapi.yaml.
     pub fn check_frame(&self, frame: &Value) -> Result<String, String> {
+        self.check_in("v1", frame)
+    }
+
+    /// Validates a frame of asyncapi.yaml's `channel` against the schema its
+    /// `type` names. Returns the message's name in asyncapi.yaml.
+    pub fn check_in(&self, channel: &str, frame: &Value) -> Result<String, String> {
         let kind = frame["type"]
             .as_str()
             .ok_or_else(|| format!("frame without type: {frame}"))?;
         let (name, validator) = self
             .by_type
-            .get(kind)
-            .ok_or_else(|| format!("frame type {kind:?} is not in asyncapi.yaml: {frame}"))?;
+            .get(&(channel.to_owned(), kind.to_owned()))
+            .ok_or_else(|| {
+                format!("frame type {kind:?} is not a message of channel {channel}: {frame}")
+            })?;
         let errors: Vec<String> = validator
             .iter_errors(frame)
             .map(|e| format!("{} at {}", e, e.instance_path()))
@@ -190,9 +218,12 @@ impl Schemas {
     }
 }
 
-/// A v1 client: every frame it receives is validated against asyncapi.yaml.
+/// A client of one dialect: every frame it receives is validated against
+/// the messages of its channel in asyncapi.yaml.
 pub struct Client {
     pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// The asyncapi.yaml channel its frames belong to (`v1`, `candles`).
+    pub channel: &'static str,
     pub welcome: Value,
     /// Names of the messages received so far (for coverage checks).
     pub seen: Vec<String>,
@@ -204,12 +235,7 @@ impl Client {
     }
 
     pub async fn connect_url(url: &str) -> Self {
-        let (ws, _) = connect_async(url).await.expect("WebSocket connects");
-        let mut client = Self {
-            ws,
-            welcome: Value::Null,
-            seen: Vec::new(),
-        };
+        let mut client = Self::connect_dialect(url, "v1").await;
         let welcome = client.recv().await;
         assert_eq!(
             welcome["type"], "welcome",
@@ -217,6 +243,17 @@ impl Client {
         );
         client.welcome = welcome;
         client
+    }
+
+    /// A client of `channel`'s dialect; nothing is read yet.
+    pub async fn connect_dialect(url: &str, channel: &'static str) -> Self {
+        let (ws, _) = connect_async(url).await.expect("WebSocket connects");
+        Self {
+            ws,
+            channel,
+            welcome: Value::Null,
+            seen: Vec::new(),
+        }
     }
 
     pub async fn send(&mut self, frame: Value) {
@@ -239,7 +276,7 @@ impl Client {
                 Message::Text(text) => {
                     let frame: Value = serde_json::from_str(&text).expect("server frames are JSON");
                     let name = SCHEMAS
-                        .check_frame(&frame)
+                        .check_in(self.channel, &frame)
                         .unwrap_or_else(|e| panic!("{e}"));
                     self.seen.push(name);
                     return frame;
@@ -288,7 +325,7 @@ impl Client {
                 Some(Ok(Message::Text(text))) => {
                     let frame: Value = serde_json::from_str(&text).expect("JSON");
                     let name = SCHEMAS
-                        .check_frame(&frame)
+                        .check_in(self.channel, &frame)
                         .unwrap_or_else(|e| panic!("{e}"));
                     self.seen.push(name);
                 }

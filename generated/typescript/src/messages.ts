@@ -1,11 +1,27 @@
 // Generated from asyncapi.yaml by tools/generate-typescript.mjs; do not edit.
 
 /**
- * Any frame of the v1 WebSocket API.
+ * Any frame of any tickgate WebSocket dialect.
  */
-export type V1Frame = V1ClientFrame | V1ServerFrame;
+export type AnyFrame = CandlesClientFrame | CandlesServerFrame | V1ClientFrame | V1ServerFrame;
 /**
- * Every frame the client sends on the v1 WebSocket API (asyncapi.yaml operations with action receive).
+ * Every frame the client sends on the candles channel (asyncapi.yaml operations with action receive).
+ */
+export type CandlesClientFrame = CandlesPing | CandlesSubscribe | CandlesUnsubscribe;
+/**
+ * Every frame the server sends on the candles channel (asyncapi.yaml operations with action send).
+ */
+export type CandlesServerFrame = CandlesError | CandlesInitial | CandlesPong | CandlesUpdate;
+/**
+ * Start of a candle, UTC, ISO 8601 with exactly three fractional digits (`2024-10-24T10:00:00.000Z`), aligned to the interval.
+ */
+export type CandlesTime = string;
+/**
+ * A candle interval.
+ */
+export type CandlesInterval = "1m" | "5m" | "15m" | "1h" | "4h" | "1D" | "1W";
+/**
+ * Every frame the client sends on the v1 channel (asyncapi.yaml operations with action receive).
  */
 export type V1ClientFrame = Auth | Ping | Subscribe | Unsubscribe;
 /**
@@ -35,7 +51,7 @@ export type Channel =
  */
 export type Symbol = string;
 /**
- * Every frame the server sends on the v1 WebSocket API (asyncapi.yaml operations with action send).
+ * Every frame the server sends on the v1 channel (asyncapi.yaml operations with action send).
  */
 export type V1ServerFrame =
   | AccountUpdate
@@ -111,6 +127,66 @@ export type OrderStatus = "new" | "partially_filled" | "filled" | "cancelled" | 
  */
 export type SystemState = "operational" | "notice" | "degraded" | "maintenance" | "shutting_down";
 
+export interface CandlesPing {
+  type: "ping";
+}
+export interface CandlesSubscribe {
+  /**
+   * Bars wanted in `initial` (default 100; more than `candles.max_initial_bars` is capped; below 1 gets an error).
+   */
+  initialBars?: number;
+  /**
+   * One of 1m, 5m, 15m, 1h, 4h, 1D, 1W; anything else gets `Invalid interval`.
+   */
+  interval: string;
+  /**
+   * A configured candles symbol (`candles.symbols`; `BTC/USDT` by default).
+   */
+  symbol: string;
+  type: "subscribe";
+}
+export interface CandlesUnsubscribe {
+  interval: string;
+  symbol: string;
+  type: "unsubscribe";
+}
+export interface CandlesError {
+  message: string;
+  type: "error";
+}
+export interface CandlesInitial {
+  /**
+   * Oldest first; the last bar is the one in progress.
+   */
+  bars: CandlesBar[];
+  interval: CandlesInterval;
+  symbol: string;
+  type: "initial";
+}
+export interface CandlesBar {
+  /**
+   * The last price (the current price while in progress).
+   */
+  close: number;
+  high: number;
+  low: number;
+  open: number;
+  /**
+   * Not sent by tickgate (the seed marks it optional).
+   */
+  quoteVolume?: number;
+  time: CandlesTime;
+  volume: number;
+}
+export interface CandlesPong {
+  type: "pong";
+}
+export interface CandlesUpdate {
+  bar: CandlesBar;
+  interval: CandlesInterval;
+  symbol: string;
+  type: "update";
+}
 export interface Auth {
   id?: RequestId;
   token: Token;

@@ -5,6 +5,9 @@
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
 import { TickgateClient, TickgateError } from "../dist/index.js";
@@ -139,7 +142,13 @@ function freePort() {
 }
 
 async function startGateway(port) {
-  const env = { ...process.env };
+  // Its own store, and no candles listener on the default port 7000 (a
+  // gateway started by the test script may hold it).
+  const env = {
+    ...process.env,
+    TICKGATE_CANDLES__PORT: "0",
+    TICKGATE_STORE__DATA_DIR: mkdtempSync(join(tmpdir(), "tickgate-ts-")),
+  };
   const child = spawn(`${repoRoot}target/debug/tickgate`, ["--port", String(port)], {
     cwd: repoRoot,
     env,

@@ -1,0 +1,4 @@
+//! The edges of the wire dialects other than v1: each one's listener routes,
+//! sessions and rooms over the shared core. Their codecs live in `protocol`.
+
+pub mod candles;
