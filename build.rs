@@ -135,15 +135,19 @@ impl<'a> Spec<'a> {
 
     /// The Rust source typify generates for the document.
     fn rust_types(&self) -> Result<String> {
-        let payload_schemas: Vec<&String> = self.payloads.values().collect();
+        // A payload that is a variant of a union is generated inside it; a
+        // payload of a channel without unions (a `type`-less message such as
+        // the quotes dialect's `Quote`) becomes a type of its own.
+        let unions = self.unions()?;
+        let in_unions: Vec<&String> = unions.values().flatten().collect();
         let mut definitions = Map::new();
         for (name, schema) in self.schemas {
-            if payload_schemas.contains(&name) {
+            if in_unions.contains(&name) {
                 continue;
             }
             definitions.insert(name.clone(), rewrite_refs(schema, "#/definitions/"));
         }
-        for (union, variants) in self.unions()? {
+        for (union, variants) in unions {
             let one_of = variants
                 .iter()
                 .map(|schema| rewrite_refs(&self.schemas[schema], "#/definitions/"))

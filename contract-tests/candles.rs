@@ -43,3 +43,27 @@ async fn every_candles_server_message_is_seen() {
     );
     server.stop().await.expect("clean stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quotes_streams_only_valid_quotes() {
+    let expected = messages_of("quotes", "send");
+    assert_eq!(expected, BTreeSet::from(["Quote".to_owned()]));
+    assert!(
+        messages_of("quotes", "receive").is_empty(),
+        "quotes clients send nothing"
+    );
+    let server = TestServer::default().await;
+    for path in ["/ws/quotes", "/ws", "/v1/ws/quotes", "/v1/ws"] {
+        let mut client =
+            Client::connect_dialect(&format!("ws://{}{path}", server.addr), "quotes").await;
+        for _ in 0..5 {
+            client.recv().await;
+        }
+        assert_eq!(
+            client.seen.iter().cloned().collect::<BTreeSet<_>>(),
+            expected,
+            "{path}"
+        );
+    }
+    server.stop().await.expect("clean stop");
+}

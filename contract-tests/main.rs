@@ -9,8 +9,8 @@
 //! - `rest`: every documented GET answers what openapi.yaml says, and the
 //!   documented errors are JSON `{code, message}`.
 //! - `golden`: the served documents equal the committed ones.
-//! - `candles`: the candles dialect's client sees every server message of
-//!   its channel, each valid against its schema.
+//! - `candles`: the candles and quotes dialects' clients see every server
+//!   message of their channels, each valid against its schema.
 
 #[path = "../tests/support/mod.rs"]
 mod support;

@@ -26,6 +26,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub redis: RedisConfig,
     pub candles: CandlesConfig,
+    pub quotes: QuotesConfig,
     pub log: LogConfig,
 }
 
@@ -143,6 +144,27 @@ pub struct StoreConfig {
     pub buffer_rows: usize,
     /// Longest a row waits in the buffer before a write starts.
     pub flush_ms: u64,
+}
+
+/// The quotes dialect (seed 002) on the main listener.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QuotesConfig {
+    /// `Origin` headers allowed to open a quotes stream; `*` allows any (the
+    /// development default). A request without `Origin` (not a browser) is
+    /// always allowed.
+    pub allowed_origins: Vec<String>,
+    /// Most tickers one `?tickers=` list may name.
+    pub max_tickers: usize,
+}
+
+impl Default for QuotesConfig {
+    fn default() -> Self {
+        Self {
+            allowed_origins: vec!["*".into()],
+            max_tickers: 1000,
+        }
+    }
 }
 
 /// The candles dialect (seed 003) on its own listener.
@@ -458,6 +480,9 @@ impl Config {
                 "candles: symbols must name at least one symbol, default_initial_bars, max_initial_bars (at most {}) and update_ms must be positive",
                 crate::market::candles::MAX_BARS
             ));
+        }
+        if self.quotes.max_tickers == 0 {
+            return invalid("quotes.max_tickers must be at least 1".into());
         }
         let store = &self.store;
         if store.batch_rows == 0 || store.buffer_rows < store.batch_rows || store.flush_ms == 0 {

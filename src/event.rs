@@ -80,6 +80,10 @@ pub enum Payload {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Tick {
     pub price: f64,
+    /// The session's open, high and low (the quotes dialect's flat quote).
+    pub open: f64,
+    pub high: f64,
+    pub low: f64,
     pub bid: f64,
     pub ask: f64,
     /// Size of the trade that moved the price (adds to the candle's volume).

@@ -16,6 +16,10 @@ use crate::{
     store::{Store, StoreError, Writer, WriterLimits},
 };
 
+/// The per-lane "rate" of quotes connections: high enough never to hold a
+/// frame back (the socket and conflation are the only limits).
+const QUOTES_RATE: u32 = 10_000_000;
+
 pub struct Gateway {
     pub config: Arc<Config>,
     pub hub: Arc<Hub>,
@@ -33,6 +37,9 @@ pub struct Gateway {
     /// Sessions and sources; shutdown waits for them.
     pub tasks: TaskTracker,
     pub outbox_limits: Arc<OutboxLimits>,
+    /// Outbox bounds of quotes connections: no per-channel rate cap (seed
+    /// 002 streams every quote), conflation for slow readers.
+    pub quotes_outbox_limits: Arc<OutboxLimits>,
     pub started: Instant,
 }
 
@@ -52,6 +59,10 @@ impl Gateway {
             conflation_slots: config.ws.conflation_slots,
             rates: Channel::ALL.map(|c| config.channels.limits(c).rate_per_second),
             conflates: Channel::ALL.map(Channel::conflates),
+        });
+        let quotes_outbox_limits = Arc::new(OutboxLimits {
+            rates: [QUOTES_RATE; crate::spec::CHANNEL_COUNT],
+            ..(*outbox_limits).clone()
         });
         let store = Store::open(&config.store)?;
         let writer = Writer::new(
@@ -75,6 +86,7 @@ impl Gateway {
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             outbox_limits,
+            quotes_outbox_limits,
             started: Instant::now(),
         }))
     }

@@ -6,6 +6,7 @@ mod support;
 mod candles;
 mod lifecycle;
 mod limits;
+mod quotes;
 mod rest;
 mod store;
 mod ws;

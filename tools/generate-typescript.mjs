@@ -123,11 +123,15 @@ for (const [channel, sides] of Object.entries(unions).sort()) {
     unionNames.push(name);
   }
 }
+// Messages of channels without unions (the quotes stream's Quote) join
+// AnyFrame directly, so their types are emitted too.
+const inUnions = new Set(Object.values(unions).flatMap((s) => [...s.client.members, ...s.server.members]));
+const loose = [...used].filter((m) => !inUnions.has(m)).sort();
 const combined = {
   $schema: "https://json-schema.org/draft/2020-12/schema",
   title: "AnyFrame",
   description: "Any frame of any tickgate WebSocket dialect.",
-  anyOf: unionNames.map((name) => ({ $ref: `#/$defs/${name}` })),
+  anyOf: [...unionNames, ...loose].map((name) => ({ $ref: `#/$defs/${name}` })),
   $defs: {
     ...sorted(sharedDefs),
     ...sorted(messageDefs),

@@ -2,3 +2,4 @@
 //! sessions and rooms over the shared core. Their codecs live in `protocol`.
 
 pub mod candles;
+pub mod quotes;

@@ -28,18 +28,29 @@ use crate::{
     config::ChannelsConfig,
     event::{Event, Payload, TopicKey, UserId},
     metrics::Stats,
-    protocol::{CloseReason, Text, v1},
+    protocol::{CloseReason, Text, quotes, v1},
     spec::{CHANNEL_COUNT, messages::Channel},
 };
 
 /// A connection's id, unique within one gateway process.
 pub type SessionId = u64;
 
-/// A connection as the hub sees it: where to push its frames.
+/// A connection as the hub sees it: where to push its frames, and in which
+/// dialect they are encoded.
 #[derive(Clone)]
 pub struct Subscriber {
     pub id: SessionId,
     pub outbox: Arc<Outbox>,
+    pub dialect: Dialect,
+}
+
+/// The wire dialect of a hub subscriber. An event is encoded at most once
+/// per dialect, and only for dialects that have a subscriber to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    V1,
+    /// Seed 002's flat quotes: ticks only.
+    Quotes,
 }
 
 /// Why a subscription was refused.
@@ -53,7 +64,7 @@ pub struct Hub {
     channels: [ChannelHub; CHANNEL_COUNT],
     symbols: Symbols,
     stats: Arc<Stats>,
-    sessions: Mutex<HashMap<SessionId, Arc<Outbox>>>,
+    sessions: Mutex<HashMap<SessionId, (Arc<Outbox>, Dialect)>>,
     next_session: AtomicU64,
 }
 
@@ -113,11 +124,20 @@ impl Hub {
         &self.stats
     }
 
-    /// Registers a connection; it receives nothing until it subscribes.
+    /// Registers a v1 connection; it receives nothing until it subscribes.
     pub fn register(&self, outbox: Arc<Outbox>) -> Subscriber {
+        self.register_dialect(outbox, Dialect::V1)
+    }
+
+    /// Registers a connection of `dialect`.
+    pub fn register_dialect(&self, outbox: Arc<Outbox>, dialect: Dialect) -> Subscriber {
         let id = self.next_session.fetch_add(1, Relaxed);
-        self.sessions.lock().insert(id, outbox.clone());
-        Subscriber { id, outbox }
+        self.sessions.lock().insert(id, (outbox.clone(), dialect));
+        Subscriber {
+            id,
+            outbox,
+            dialect,
+        }
     }
 
     /// Forgets a connection and all its subscriptions.
@@ -159,10 +179,9 @@ impl Hub {
         if topic.subscribers.is_empty() && wildcard.is_empty() {
             return;
         }
-        let frame = match first_book {
-            true => v1::encode_book_snapshot(&event, seq).unwrap_or_default(),
-            false => v1::encode_event(&event, seq),
-        };
+        // Encoded at most once per dialect, when a subscriber needs it.
+        let mut v1_frame: Option<Text> = None;
+        let mut quote_frame: Option<Option<Text>> = None;
         let resync = (channel == Channel::Orderbook).then(|| {
             let event = event.clone();
             Arc::new(LazyFrame::new(move || {
@@ -174,11 +193,25 @@ impl Hub {
             .then(|| (event.topic.key.clone(), discriminator(&event)));
         let mut conflated = 0;
         for subscriber in topic.subscribers.iter().chain(wildcard) {
+            let frame = match subscriber.dialect {
+                Dialect::V1 => &*v1_frame.get_or_insert_with(|| match first_book {
+                    true => v1::encode_book_snapshot(&event, seq).unwrap_or_default(),
+                    false => v1::encode_event(&event, seq),
+                }),
+                Dialect::Quotes => {
+                    match quote_frame.get_or_insert_with(|| quotes::encode(&event)) {
+                        Some(frame) => &*frame,
+                        None => continue,
+                    }
+                }
+            };
             let pushed = subscriber.outbox.push(Delivery {
                 lane: channel.index(),
                 key: key.clone(),
-                frame: &frame,
-                resync: resync.as_ref(),
+                frame,
+                resync: resync
+                    .as_ref()
+                    .filter(|_| subscriber.dialect == Dialect::V1),
                 published,
             });
             if pushed == Pushed::Conflated {
@@ -205,10 +238,35 @@ impl Hub {
         key: Option<TopicKey>,
         reply: Text,
     ) -> Result<bool, HubError> {
+        self.subscribe_inner(subscriber, channel, key, Some(reply), true)
+    }
+
+    /// Subscribes a connection of a stream dialect (no reply frame, not
+    /// counted against the channel's `max_subscribers`, which is a v1 limit;
+    /// those connections are bounded by `server.max_connections`).
+    pub fn subscribe_stream(
+        &self,
+        subscriber: &Subscriber,
+        channel: Channel,
+        key: Option<TopicKey>,
+    ) {
+        // Uncapped, so it cannot be refused.
+        let _ = self.subscribe_inner(subscriber, channel, key, None, false);
+    }
+
+    fn subscribe_inner(
+        &self,
+        subscriber: &Subscriber,
+        channel: Channel,
+        key: Option<TopicKey>,
+        reply: Option<Text>,
+        capped: bool,
+    ) -> Result<bool, HubError> {
         let hub = &self.channels[channel.index()];
         let mut inner = hub.inner.lock();
         let id = subscriber.id;
-        if !inner.members.contains_key(&id) && inner.members.len() >= hub.max_subscribers {
+        if capped && !inner.members.contains_key(&id) && inner.members.len() >= hub.max_subscribers
+        {
             return Err(HubError::ChannelFull {
                 channel,
                 max: hub.max_subscribers,
@@ -229,7 +287,9 @@ impl Hub {
                     wildcard.push(subscriber.clone());
                     members.insert(id, 1);
                 }
-                subscriber.outbox.push_control(reply);
+                if let Some(reply) = reply {
+                    subscriber.outbox.push_control(reply);
+                }
                 if added {
                     for topic in topics.values() {
                         send_snapshot(subscriber, channel, topic);
@@ -240,7 +300,9 @@ impl Hub {
             key => {
                 let key = key.unwrap_or(TopicKey::Global);
                 if wildcard.iter().any(|s| s.id == id) {
-                    subscriber.outbox.push_control(reply);
+                    if let Some(reply) = reply {
+                        subscriber.outbox.push_control(reply);
+                    }
                     return Ok(false);
                 }
                 let topic = topics.entry(key).or_default();
@@ -249,7 +311,9 @@ impl Hub {
                     topic.subscribers.push(subscriber.clone());
                     *members.entry(id).or_default() += 1;
                 }
-                subscriber.outbox.push_control(reply);
+                if let Some(reply) = reply {
+                    subscriber.outbox.push_control(reply);
+                }
                 if added {
                     send_snapshot(subscriber, channel, topic);
                 }
@@ -352,12 +416,13 @@ impl Hub {
             .map(|(event, _)| event.clone())
     }
 
-    /// Queues `frame` (if any) to every connection, then closes each with
-    /// `reason`. Used at shutdown.
+    /// Queues `frame` (if any, a v1 frame) to every v1 connection, then
+    /// closes every connection with `reason`. Used at shutdown.
     pub fn close_all(&self, frame: Option<Text>, reason: CloseReason) {
-        let sessions: Vec<Arc<Outbox>> = self.sessions.lock().values().cloned().collect();
-        for outbox in sessions {
-            if let Some(frame) = &frame {
+        let sessions: Vec<(Arc<Outbox>, Dialect)> =
+            self.sessions.lock().values().cloned().collect();
+        for (outbox, dialect) in sessions {
+            if let (Some(frame), Dialect::V1) = (&frame, dialect) {
                 outbox.push_control(frame.clone());
             }
             outbox.close(reason);
@@ -381,9 +446,10 @@ fn send_snapshot(subscriber: &Subscriber, channel: Channel, topic: &TopicState) 
     let Some((event, seq)) = &topic.last else {
         return;
     };
-    let frame = match channel {
-        Channel::Orderbook => v1::encode_book_snapshot(event, *seq),
-        _ => Some(v1::encode_event(event, *seq)),
+    let frame = match (subscriber.dialect, channel) {
+        (Dialect::Quotes, _) => quotes::encode(event),
+        (Dialect::V1, Channel::Orderbook) => v1::encode_book_snapshot(event, *seq),
+        (Dialect::V1, _) => Some(v1::encode_event(event, *seq)),
     };
     let Some(frame) = frame else {
         return;
@@ -472,6 +538,9 @@ mod tests {
             timestamp: jiff::Timestamp::UNIX_EPOCH,
             payload: Payload::Tick(Tick {
                 price,
+                open: price,
+                high: price,
+                low: price,
                 bid: price,
                 ask: price,
                 size: 1,

@@ -3,6 +3,7 @@
 //! generated types know byte layouts.
 
 pub mod candles;
+pub mod quotes;
 pub mod v1;
 
 /// A text frame, encoded once and shared by every connection that sends it

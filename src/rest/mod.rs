@@ -21,7 +21,7 @@ use poem::{
 use poem_openapi::{ApiResponse, Object, OpenApiService, payload::Json};
 
 pub use self::{api::Api, datafeed::Datafeed};
-use crate::{gateway::Gateway, session::upgrade};
+use crate::{dialects::quotes, gateway::Gateway, session::upgrade};
 
 /// Base path of the v1 REST API.
 pub const API_BASE: &str = "/api/v1";
@@ -110,6 +110,11 @@ pub fn routes(gateway: Arc<Gateway>) -> impl Endpoint {
     let redoc = offline(&service.redoc_html());
     Route::new()
         .at(format!("{API_BASE}/ws/v1"), get(upgrade::v1_endpoint))
+        .at(quotes::PATHS[0], get(quotes::endpoint))
+        .at(quotes::PATHS[1], get(quotes::endpoint))
+        .at(quotes::PATHS[2], get(quotes::endpoint))
+        .at(quotes::PATHS[3], get(quotes::endpoint))
+        .at("/health", get(quotes::health))
         .nest(format!("{API_BASE}/docs"), service.swagger_ui())
         .at(
             format!("{API_BASE}/redoc"),

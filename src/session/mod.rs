@@ -167,7 +167,7 @@ fn far_future() -> Instant {
 }
 
 /// Sends what the outbox releases until it says close, then the close frame.
-async fn write_loop<S>(
+pub(crate) async fn write_loop<S>(
     mut sink: S,
     outbox: Arc<Outbox>,
     gateway: Arc<Gateway>,

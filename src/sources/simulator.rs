@@ -222,6 +222,8 @@ pub struct Market {
     rng: SmallRng,
     price: f64,
     reference: f64,
+    high: f64,
+    low: f64,
     volume: u64,
     trade_id: u64,
     depth: usize,
@@ -247,6 +249,8 @@ impl Market {
             rng,
             price,
             reference: price,
+            high: price,
+            low: price,
             volume: 0,
             trade_id: 0,
             depth: config.book_depth,
@@ -264,6 +268,8 @@ impl Market {
         let size = self.rng.random_range(1..500u64);
         self.volume += size;
         self.trade_id += 1;
+        self.high = self.high.max(self.price);
+        self.low = self.low.min(self.price);
         let change = round_cents(self.price - self.reference);
         let change_percent = (change / self.reference * 10_000.0).round() / 100.0;
         ingest.tick(
@@ -271,6 +277,9 @@ impl Market {
             at,
             Tick {
                 price: self.price,
+                open: self.reference,
+                high: self.high,
+                low: self.low,
                 bid,
                 ask,
                 size,

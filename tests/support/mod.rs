@@ -179,9 +179,18 @@ impl Schemas {
     /// Validates a frame of asyncapi.yaml's `channel` against the schema its
     /// `type` names. Returns the message's name in asyncapi.yaml.
     pub fn check_in(&self, channel: &str, frame: &Value) -> Result<String, String> {
-        let kind = frame["type"]
-            .as_str()
-            .ok_or_else(|| format!("frame without type: {frame}"))?;
+        // A channel with one message (the quotes stream) needs no `type`.
+        let only: Vec<&String> = self
+            .by_type
+            .keys()
+            .filter(|(c, _)| c == channel)
+            .map(|(_, wire)| wire)
+            .collect();
+        let kind = match (frame["type"].as_str(), only.as_slice()) {
+            (Some(kind), _) => kind,
+            (None, [only]) => only.as_str(),
+            (None, _) => return Err(format!("frame without type: {frame}")),
+        };
         let (name, validator) = self
             .by_type
             .get(&(channel.to_owned(), kind.to_owned()))

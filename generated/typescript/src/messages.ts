@@ -3,7 +3,8 @@
 /**
  * Any frame of any tickgate WebSocket dialect.
  */
-export type AnyFrame = CandlesClientFrame | CandlesServerFrame | V1ClientFrame | V1ServerFrame;
+export type AnyFrame =
+  CandlesClientFrame | CandlesServerFrame | V1ClientFrame | V1ServerFrame | Quote;
 /**
  * Every frame the client sends on the candles channel (asyncapi.yaml operations with action receive).
  */
@@ -446,4 +447,33 @@ export interface ConnectionLimits {
   inbound_per_second: number;
   max_frame_bytes: number;
   max_subscriptions: number;
+}
+export interface Quote {
+  ask?: number;
+  bid?: number;
+  /**
+   * The current (last) price.
+   */
+  close: number;
+  /**
+   * The session's highest price.
+   */
+  high: number;
+  /**
+   * The session's lowest price.
+   */
+  low: number;
+  /**
+   * The session's opening price.
+   */
+  open: number;
+  /**
+   * The ticker, upper-case.
+   */
+  ticker: string;
+  timestamp: Timestamp;
+  /**
+   * Volume accumulated in the session.
+   */
+  volume: number;
 }

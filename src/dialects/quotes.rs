@@ -1,0 +1,191 @@
+//! The quotes dialect (seed 002) on the main listener: a stream of flat
+//! quotes at `/ws/quotes`, `/ws`, `/v1/ws/quotes` and `/v1/ws`, filtered by
+//! `?tickers=`, and the seed's `GET /health`.
+//!
+//! A quotes connection is a hub subscriber of dialect `Quotes` on
+//! `market_data` (one topic per ticker, or every symbol): the hub encodes
+//! each tick once as a quote for all such subscribers, and the connection's
+//! outbox conflates per ticker for a slow reader. What the client sends is
+//! read (to notice closes and keep the idle timer) and otherwise ignored.
+
+use std::{sync::Arc, time::Duration};
+
+use futures_util::StreamExt;
+use poem::{
+    Request, Response, handler,
+    http::{StatusCode, header},
+    web::{Data, Json},
+};
+use serde_json::json;
+use tokio::time::{Instant, sleep_until};
+use tracing::Instrument;
+
+use crate::{
+    event::{Symbol, TopicKey},
+    gateway::Gateway,
+    hub::{Dialect, Outbox},
+    protocol::{CloseReason, close},
+    session::{
+        upgrade::{Socket, accept, json_error},
+        write_loop,
+    },
+    spec::messages::Channel,
+};
+
+/// The paths of the stream, all identical.
+pub const PATHS: [&str; 4] = ["/ws/quotes", "/ws", "/v1/ws/quotes", "/v1/ws"];
+
+/// How long a closing connection waits for the writer to send its close.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// The stream's handshake: 403 for a disallowed `Origin`, 400 for a bad
+/// `tickers` list, otherwise as every dialect (426, 503).
+#[handler]
+pub fn endpoint(request: &Request, Data(gateway): Data<&Arc<Gateway>>) -> Response {
+    if let Some(origin) = request.headers().get(header::ORIGIN) {
+        let allowed = &gateway.config.quotes.allowed_origins;
+        let origin = origin.to_str().unwrap_or_default();
+        if !allowed.iter().any(|o| o == "*" || o == origin) {
+            return json_error(
+                StatusCode::FORBIDDEN,
+                "origin_not_allowed",
+                "this Origin may not open a quotes stream; add it to quotes.allowed_origins",
+            );
+        }
+    }
+    let query = request
+        .params::<std::collections::HashMap<String, String>>()
+        .unwrap_or_default();
+    let tickers = match tickers(query.get("tickers").map(String::as_str), gateway) {
+        Ok(tickers) => tickers,
+        Err(message) => return json_error(StatusCode::BAD_REQUEST, "invalid_tickers", &message),
+    };
+    accept(request, gateway, move |gateway, socket| async move {
+        let span = tracing::info_span!("quotes");
+        serve(gateway, socket, tickers).instrument(span).await;
+    })
+}
+
+/// The tickers of `?tickers=` (None: every ticker).
+fn tickers(list: Option<&str>, gateway: &Gateway) -> Result<Option<Vec<Symbol>>, String> {
+    let Some(list) = list else {
+        return Ok(None);
+    };
+    let names: Vec<&str> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .collect();
+    if names.is_empty() || names.contains(&"*") {
+        return Ok(None);
+    }
+    let max = gateway.config.quotes.max_tickers;
+    if names.len() > max {
+        return Err(format!(
+            "tickers names {} tickers; at most {max}",
+            names.len()
+        ));
+    }
+    let mut symbols = Vec::with_capacity(names.len());
+    for name in names {
+        // A ticker that is not known yet may appear later (a publisher).
+        let symbol = match gateway.hub.symbols().get(name) {
+            Some(symbol) => symbol,
+            None => crate::hub::Symbols::canonical(name)
+                .map(Symbol::from)
+                .map_err(|error| format!("invalid ticker: {error}"))?,
+        };
+        if !symbols.contains(&symbol) {
+            symbols.push(symbol);
+        }
+    }
+    Ok(Some(symbols))
+}
+
+async fn serve(gateway: Arc<Gateway>, socket: Socket, tickers: Option<Vec<Symbol>>) {
+    let outbox = Arc::new(Outbox::new(gateway.quotes_outbox_limits.clone()));
+    let subscriber = gateway
+        .hub
+        .register_dialect(outbox.clone(), Dialect::Quotes);
+    gateway.stats.connection_opened();
+    if gateway.shutdown.is_cancelled() {
+        outbox.close(close::GOING_AWAY);
+    }
+    match tickers {
+        None => gateway
+            .hub
+            .subscribe_stream(&subscriber, Channel::MarketData, None),
+        Some(tickers) => {
+            for ticker in tickers {
+                gateway.hub.subscribe_stream(
+                    &subscriber,
+                    Channel::MarketData,
+                    Some(TopicKey::Symbol(ticker)),
+                );
+            }
+        }
+    }
+    let (sink, mut stream) = socket.split();
+    let ping_every = Duration::from_millis(gateway.config.ws.ping_interval_ms);
+    let mut writer = tokio::spawn(write_loop(
+        sink,
+        outbox.clone(),
+        gateway.clone(),
+        ping_every,
+    ));
+    let idle = Duration::from_millis(gateway.config.ws.idle_timeout_ms);
+    let mut last_seen = Instant::now();
+    let mut writer_done = false;
+    loop {
+        tokio::select! {
+            message = stream.next() => match message {
+                Some(Ok(message)) => {
+                    last_seen = Instant::now();
+                    if message.is_close() {
+                        break;
+                    }
+                    if message.is_text() || message.is_binary() {
+                        // Client frames are not part of the contract: ignored.
+                        gateway.stats.frame_in();
+                    }
+                }
+                Some(Err(error)) => {
+                    tracing::debug!(%error, "read failed");
+                    break;
+                }
+                None => break,
+            },
+            () = sleep_until(last_seen + idle) => {
+                outbox.close(close::HEARTBEAT_TIMEOUT);
+                break;
+            }
+            _ = &mut writer => {
+                writer_done = true;
+                break;
+            }
+        }
+    }
+    gateway.hub.unregister(subscriber.id);
+    if !outbox.is_closed() {
+        outbox.close(CloseReason {
+            code: 1000,
+            reason: "normal closure",
+        });
+    }
+    if !writer_done {
+        let _ = tokio::time::timeout(CLOSE_GRACE, &mut writer).await;
+        writer.abort();
+    }
+    gateway.stats.dropped(outbox.discarded());
+    gateway.stats.connection_closed();
+}
+
+/// `GET /health` in seed 002's shape.
+#[handler]
+pub fn health() -> Json<serde_json::Value> {
+    Json(json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "repository": "tickgate",
+    }))
+}
