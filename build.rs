@@ -164,6 +164,7 @@ impl<'a> Spec<'a> {
         let mut settings = typify::TypeSpaceSettings::default();
         settings.with_replacement("Timestamp", "Timestamp", std::iter::empty());
         settings.with_replacement("CandlesTime", "CandlesTime", std::iter::empty());
+        settings.with_replacement("RedisTimestamp", "RedisTimestamp", std::iter::empty());
         let mut space = typify::TypeSpace::new(&settings);
         space
             .add_ref_types(definitions)

@@ -204,9 +204,11 @@ impl Default for CandlesConfig {
 pub struct RedisConfig {
     /// `redis://host:port/db` (`REDIS_URL`). Unset: no Redis, one instance.
     pub url: Option<String>,
-    /// Redis Cluster node addresses (`redis://host:port`); when set, fan-out
-    /// uses sharded pub/sub (`SSUBSCRIBE`/`SPUBLISH`) and `url` is ignored.
+    /// Redis Cluster node addresses (`redis://host:port`). Not supported
+    /// yet: a non-empty list is refused at start.
     pub cluster_nodes: Vec<String>,
+    /// Prefix of every Redis channel and key tickgate uses (tenants, tests).
+    pub prefix: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

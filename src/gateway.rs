@@ -28,6 +28,8 @@ pub struct Gateway {
     pub candles: Arc<CandleBook>,
     /// The batched writer to the store (`store.*`).
     pub writer: Arc<Writer>,
+    /// The Redis broker, when `redis.url` is set.
+    pub broker: Option<Arc<crate::broker::Broker>>,
     /// The rooms of the candles dialect.
     pub candle_rooms: crate::dialects::candles::Rooms,
     /// One permit per open WebSocket connection (`server.max_connections`).
@@ -64,6 +66,10 @@ impl Gateway {
             rates: [QUOTES_RATE; crate::spec::CHANNEL_COUNT],
             ..(*outbox_limits).clone()
         });
+        let broker = match &config.redis.url {
+            Some(url) => Some(crate::broker::Broker::new(&config.redis, url)?),
+            None => None,
+        };
         let store = Store::open(&config.store)?;
         let writer = Writer::new(
             store,
@@ -79,6 +85,7 @@ impl Gateway {
             candles: Arc::new(CandleBook::with_store(hub.clone(), writer.clone())),
             writer,
             candle_rooms: Default::default(),
+            broker,
             config: Arc::new(config),
             hub,
             auth,
@@ -98,4 +105,6 @@ pub enum GatewayError {
     Auth(#[from] crate::auth::AuthError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Broker(#[from] crate::broker::BrokerError),
 }

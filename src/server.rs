@@ -108,11 +108,15 @@ impl Bound {
         let grace = Duration::from_millis(config.server.shutdown_grace_ms);
         let writer = tokio::spawn(gateway.writer.clone().run(grace));
         prepare_store(&gateway).await?;
-        let ingest = Ingest::new(
+        let mut ingest = Ingest::new(
             gateway.hub.clone(),
             gateway.candles.clone(),
             Some(gateway.writer.clone()),
         );
+        if let Some(broker) = &gateway.broker {
+            broker.spawn(ingest.clone(), &gateway.tasks, gateway.shutdown.clone());
+            ingest = ingest.with_relay(broker.clone());
+        }
         if config.simulator.enabled {
             simulator::spawn(
                 &config.simulator,

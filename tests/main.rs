@@ -7,6 +7,7 @@ mod candles;
 mod lifecycle;
 mod limits;
 mod quotes;
+mod redis;
 mod rest;
 mod store;
 mod ws;

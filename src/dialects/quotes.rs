@@ -60,6 +60,20 @@ pub fn endpoint(request: &Request, Data(gateway): Data<&Arc<Gateway>>) -> Respon
         Ok(tickers) => tickers,
         Err(message) => return json_error(StatusCode::BAD_REQUEST, "invalid_tickers", &message),
     };
+    // With Redis configured, quotes come through it: no stream while it is
+    // down (seed 002).
+    if gateway.broker.as_ref().is_some_and(|b| !b.connected()) {
+        let response = json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "redis_unavailable",
+            "the Redis pub/sub that feeds quotes is unavailable; retry shortly",
+        );
+        return crate::session::upgrade::with_header(
+            response,
+            header::RETRY_AFTER,
+            poem::http::HeaderValue::from_static("1"),
+        );
+    }
     accept(request, gateway, move |gateway, socket| async move {
         let span = tracing::info_span!("quotes");
         serve(gateway, socket, tickers).instrument(span).await;
@@ -136,8 +150,17 @@ async fn serve(gateway: Arc<Gateway>, socket: Socket, tickers: Option<Vec<Symbol
     let idle = Duration::from_millis(gateway.config.ws.idle_timeout_ms);
     let mut last_seen = Instant::now();
     let mut writer_done = false;
+    // With Redis: a failure mid-stream closes the stream with 1011 (seed 002).
+    let mut redis = gateway.broker.as_ref().map(|b| b.watch());
     loop {
         tokio::select! {
+            changed = async { redis.as_mut()?.changed().await.ok() }, if redis.is_some() => {
+                let up = redis.as_ref().is_some_and(|r| *r.borrow());
+                if changed.is_none() || !up {
+                    outbox.close(close::INTERNAL_ERROR);
+                    break;
+                }
+            }
             message = stream.next() => match message {
                 Some(Ok(message)) => {
                     last_seen = Instant::now();

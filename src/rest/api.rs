@@ -45,7 +45,8 @@ impl Api {
 /// Gateway health.
 #[derive(Object)]
 pub struct Health {
-    /// `healthy`, or `degraded` while the store fails to write.
+    /// `healthy`, or `degraded` while the store fails to write or Redis is
+    /// unreachable.
     pub status: String,
     /// The gateway's version.
     pub version: String,
@@ -57,6 +58,17 @@ pub struct Health {
     pub timestamp: String,
     /// The store of ticks and candles.
     pub store: StoreHealth,
+    /// The Redis broker.
+    pub redis: RedisHealth,
+}
+
+/// The state of the Redis broker.
+#[derive(Object)]
+pub struct RedisHealth {
+    /// Whether `REDIS_URL` is set.
+    pub configured: bool,
+    /// Whether the subscription to Redis is up (false when not configured).
+    pub connected: bool,
 }
 
 /// The state of the store (SQLite or PostgreSQL).
@@ -214,7 +226,8 @@ impl Api {
     /// Gateway health
     ///
     /// 200 while the gateway serves: `healthy`, or `degraded` while the
-    /// store fails to write (rows are buffered and retried).
+    /// store fails to write (rows are buffered and retried) or Redis, when
+    /// configured, is unreachable (local sources keep serving).
     #[oai(
         path = "/health",
         method = "get",
@@ -228,13 +241,15 @@ impl Api {
             .iter()
             .map(|table| stats.dropped(table))
             .sum();
+        let broker = self.gateway.broker.as_ref();
+        let redis = RedisHealth {
+            configured: broker.is_some(),
+            connected: broker.is_some_and(|b| b.connected()),
+        };
+        let degraded = stats.is_down() || (redis.configured && !redis.connected);
         Json(Health {
-            status: if stats.is_down() {
-                "degraded"
-            } else {
-                "healthy"
-            }
-            .into(),
+            status: if degraded { "degraded" } else { "healthy" }.into(),
+            redis,
             store: StoreHealth {
                 kind: writer.store().kind().into(),
                 writing: !stats.is_down(),

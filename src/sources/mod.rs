@@ -87,6 +87,27 @@ impl Ingest {
         );
     }
 
+    /// Gives the hub a tick as the symbol's latest state without delivering
+    /// it as news: only when the hub has no tick of the symbol yet (a cached
+    /// quote at start). Candles and the store are not touched. Returns
+    /// whether it was taken.
+    pub fn seed_latest(&self, symbol: &Symbol, at: jiff::Timestamp, tick: Tick) -> bool {
+        let topic = Topic::symbol(Channel::MarketData, symbol.clone());
+        if self
+            .hub
+            .last_event(Channel::MarketData, &topic.key)
+            .is_some()
+        {
+            return false;
+        }
+        self.hub.publish(Event {
+            topic,
+            timestamp: at,
+            payload: Payload::Tick(tick),
+        });
+        true
+    }
+
     pub fn book(&self, symbol: &Symbol, at: jiff::Timestamp, update: BookUpdate) {
         self.publish(
             Topic::symbol(Channel::Orderbook, symbol.clone()),

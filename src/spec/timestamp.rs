@@ -69,3 +69,23 @@ impl<'de> Deserialize<'de> for CandlesTime {
             .map_err(serde::de::Error::custom)
     }
 }
+
+/// A time in a Redis message: any ISO 8601 time with a zone (`Z` or an
+/// offset) on input; written as UTC with microseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RedisTimestamp(pub jiff::Timestamp);
+
+impl Serialize for RedisTimestamp {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&Timestamp(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for RedisTimestamp {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        text.parse::<jiff::Timestamp>()
+            .map(Self)
+            .map_err(serde::de::Error::custom)
+    }
+}

@@ -4,7 +4,15 @@
  * Any frame of any tickgate WebSocket dialect.
  */
 export type AnyFrame =
-  CandlesClientFrame | CandlesServerFrame | V1ClientFrame | V1ServerFrame | Quote;
+  | CandlesClientFrame
+  | CandlesServerFrame
+  | V1ClientFrame
+  | V1ServerFrame
+  | Quote
+  | RedisBook
+  | RedisPrivate
+  | RedisQuote
+  | RedisTrade;
 /**
  * Every frame the client sends on the candles channel (asyncapi.yaml operations with action receive).
  */
@@ -127,6 +135,22 @@ export type OrderStatus = "new" | "partially_filled" | "filled" | "cancelled" | 
  *
  */
 export type SystemState = "operational" | "notice" | "degraded" | "maintenance" | "shutting_down";
+/**
+ * [price, size]; size 0 removes the level.
+ *
+ * @minItems 2
+ * @maxItems 2
+ */
+export type RedisLevel = [number, number];
+/**
+ * The tickgate instance that published the message; an instance ignores its own. External publishers leave it out.
+ */
+export type RedisOrigin = string;
+/**
+ * An ISO 8601 time with a zone (`Z` or an offset), any precision; tickgate keeps it to the microsecond.
+ */
+export type RedisTimestamp = string;
+export type RedisPrice = number;
 
 export interface CandlesPing {
   type: "ping";
@@ -476,4 +500,65 @@ export interface Quote {
    * Volume accumulated in the session.
    */
   volume: number;
+}
+export interface RedisBook {
+  /**
+   * @maxItems 1000
+   */
+  asks: RedisLevel[];
+  /**
+   * @maxItems 1000
+   */
+  bids: RedisLevel[];
+  origin?: RedisOrigin;
+  /**
+   * True when the levels are the whole book.
+   */
+  snapshot?: boolean;
+  symbol: string;
+  timestamp: RedisTimestamp;
+}
+export interface RedisPrivate {
+  channel: "account" | "positions" | "orders" | "notifications";
+  /**
+   * The fields of the channel's v1 message (see the channel's description); checked against that message's schema.
+   */
+  data: {};
+  origin?: RedisOrigin;
+  timestamp: RedisTimestamp;
+  user: string;
+}
+export interface RedisQuote {
+  ask?: RedisPrice;
+  bid?: RedisPrice;
+  change?: number;
+  change_percent?: number;
+  close: RedisPrice;
+  high: RedisPrice;
+  low: RedisPrice;
+  open: RedisPrice;
+  origin?: RedisOrigin;
+  /**
+   * Size of the trade behind the quote (added to candle volume); 0 when absent.
+   */
+  size?: number;
+  /**
+   * Where the quote came from (`redis` when absent).
+   */
+  source?: string;
+  /**
+   * A symbol: 1 to 32 of A-Z, 0-9 and . / _ : - ^ =, any case.
+   */
+  ticker: string;
+  timestamp: RedisTimestamp;
+  volume: number;
+}
+export interface RedisTrade {
+  origin?: RedisOrigin;
+  price: RedisPrice;
+  side: Side;
+  size: number;
+  symbol: string;
+  timestamp: RedisTimestamp;
+  trade_id: number;
 }
