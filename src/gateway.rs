@@ -66,10 +66,7 @@ impl Gateway {
             rates: [QUOTES_RATE; crate::spec::CHANNEL_COUNT],
             ..(*outbox_limits).clone()
         });
-        let broker = match &config.redis.url {
-            Some(url) => Some(crate::broker::Broker::new(&config.redis, url)?),
-            None => None,
-        };
+        let broker = crate::broker::Broker::from_config(&config.redis)?;
         let store = Store::open(&config.store)?;
         let writer = Writer::new(
             store,

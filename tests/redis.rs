@@ -123,6 +123,13 @@ async fn instances_share_events_each_exactly_once() {
     while from_b.len() < 30 && !from_b.contains(from_a.last().expect("ticks")) {
         from_b.push(key(&on_b.recv_type("market_tick").await));
     }
+    // B's books and trades reach A too.
+    on_a.request(subscribe("orderbook", Some("ZQB1")), json!(11))
+        .await;
+    on_a.recv_type("orderbook_snapshot").await;
+    on_a.request(subscribe("trades", Some("ZQB1")), json!(12))
+        .await;
+    on_a.recv_type("trade").await;
     let distinct: BTreeSet<_> = from_a.iter().collect();
     assert_eq!(
         distinct.len(),
@@ -180,7 +187,9 @@ async fn instances_share_events_each_exactly_once() {
         trade.to_string().as_bytes(),
     )
     .await;
-    let frame = on_a.recv_type("trade").await;
+    let frame = on_a
+        .recv_until(|f| f["type"] == "trade" && f["symbol"] == "ZQX1")
+        .await;
     assert_eq!(
         (frame["trade_id"].as_u64(), frame["side"].as_str()),
         (Some(7), Some("sell"))
@@ -192,7 +201,9 @@ async fn instances_share_events_each_exactly_once() {
         book.to_string().as_bytes(),
     )
     .await;
-    let snapshot = on_a.recv_type("orderbook_snapshot").await;
+    let snapshot = on_a
+        .recv_until(|f| f["type"] == "orderbook_snapshot" && f["symbol"] == "ZQX1")
+        .await;
     assert_eq!(snapshot["bids"], json!([{"price": 42.4, "size": 5.0}]));
     let change = json!({"symbol": "ZQX1", "timestamp": at, "bids": [[42.45, 2]], "asks": []});
     publish(
@@ -201,7 +212,9 @@ async fn instances_share_events_each_exactly_once() {
         change.to_string().as_bytes(),
     )
     .await;
-    let update = on_a.recv_type("orderbook_update").await;
+    let update = on_a
+        .recv_until(|f| f["type"] == "orderbook_update" && f["symbol"] == "ZQX1")
+        .await;
     assert_eq!(update["bids"], json!([{"price": 42.45, "size": 2.0}]));
 
     // Private events reach their user only.
@@ -526,4 +539,213 @@ async fn a_separate_process_shares_its_ticks_and_can_die() {
         own.recv_type("market_tick").await;
     }
     a.stop().await.expect("stop");
+}
+
+/// A three-shard Redis Cluster of private `redis-server`s in a temp dir.
+struct Cluster {
+    ports: Vec<u16>,
+    children: Vec<Child>,
+}
+
+impl Cluster {
+    fn start() -> Self {
+        let dir = crate::support::temp_dir("cluster");
+        let mut ports = Vec::new();
+        let mut children = Vec::new();
+        for _ in 0..3 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port();
+            let child = Command::new("redis-server")
+                .args([
+                    "--port",
+                    &port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    &format!("nodes-{port}.conf"),
+                ])
+                .current_dir(&dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server is installed");
+            ports.push(port);
+            children.push(child);
+        }
+        for port in &ports {
+            for _ in 0..100 {
+                if std::net::TcpStream::connect(("127.0.0.1", *port)).is_ok() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        let nodes: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let status = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&nodes)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("redis-cli is installed");
+        assert!(status.success(), "redis-cli --cluster create");
+        let cluster = Self { ports, children };
+        for _ in 0..200 {
+            let info = Command::new("redis-cli")
+                .args(["-p", &cluster.ports[0].to_string(), "cluster", "info"])
+                .output()
+                .expect("redis-cli");
+            if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
+                return cluster;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the cluster did not become ok");
+    }
+
+    fn urls(&self) -> Vec<String> {
+        self.ports
+            .iter()
+            .map(|p| format!("redis://127.0.0.1:{p}"))
+            .collect()
+    }
+
+    /// The port of the node that owns `key`'s slot (from `CLUSTER SLOTS`).
+    async fn owner(&self, key: &str) -> u16 {
+        use redis::Value;
+        let client =
+            redis::Client::open(format!("redis://127.0.0.1:{}", self.ports[0])).expect("url");
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect");
+        let slot: i64 = redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .expect("keyslot");
+        let slots: Value = redis::cmd("CLUSTER")
+            .arg("SLOTS")
+            .query_async(&mut conn)
+            .await
+            .expect("slots");
+        let Value::Array(ranges) = slots else {
+            panic!("CLUSTER SLOTS: {slots:?}")
+        };
+        for range in ranges {
+            let Value::Array(fields) = range else {
+                continue;
+            };
+            let (Some(Value::Int(start)), Some(Value::Int(end)), Some(Value::Array(master))) =
+                (fields.first(), fields.get(1), fields.get(2))
+            else {
+                continue;
+            };
+            if (*start..=*end).contains(&slot)
+                && let Some(Value::Int(port)) = master.get(1)
+            {
+                return u16::try_from(*port).expect("a port");
+            }
+        }
+        panic!("no owner of slot {slot}");
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_cluster_carries_the_fan_out_over_sharded_pub_sub() {
+    let cluster = Cluster::start();
+    let mut base = config(SHARED, "cluster");
+    base.redis.url = None;
+    base.redis.cluster_nodes = cluster.urls();
+    let prefix = base.redis.prefix.clone();
+    let channels = [
+        "quotes.realtime",
+        "tickgate.trades",
+        "tickgate.orderbook",
+        "tickgate.private",
+    ]
+    .map(|c| format!("{prefix}{c}"));
+    let mut owners = BTreeSet::new();
+    for channel in &channels {
+        owners.insert(cluster.owner(channel).await);
+    }
+    assert!(
+        owners.len() >= 2,
+        "the four channels spread over shards: {owners:?}"
+    );
+
+    let a = TestServer::start(with_symbols(base.clone(), &[])).await;
+    let b = TestServer::start(with_symbols(base, &["ZQC1"])).await;
+    wait_for("both subscribed", async || {
+        connected(&a).await && connected(&b).await
+    })
+    .await;
+    assert!(a.gateway.broker.as_ref().expect("broker").is_cluster());
+    wait_for("B's symbol known on A", async || {
+        a.gateway.hub.symbols().get("ZQC1").is_some()
+    })
+    .await;
+    let mut client = Client::connect(&a).await;
+    client
+        .request(subscribe("market_data", Some("ZQC1")), json!(1))
+        .await;
+    let mut stamps = BTreeSet::new();
+    while stamps.len() < 5 {
+        let tick = client.recv_type("market_tick").await;
+        assert!(
+            stamps.insert(tick["timestamp"].as_str().unwrap_or_default().to_owned()),
+            "once each"
+        );
+    }
+    // B's books too (subscribed now: recv_type skips other frames).
+    client
+        .request(subscribe("orderbook", Some("ZQC1")), json!(2))
+        .await;
+    client.recv_type("orderbook_snapshot").await;
+    // An external SPUBLISH reaches A.
+    let cluster_client =
+        redis::cluster::ClusterClient::new(cluster.urls()).expect("cluster client");
+    let mut conn = cluster_client
+        .get_async_connection()
+        .await
+        .expect("connect");
+    let _: i64 = redis::cmd("SPUBLISH")
+        .arg(&channels[0])
+        .arg(quote("ZQC2", "2026-02-12T10:30:00Z", 3.5))
+        .query_async(&mut conn)
+        .await
+        .expect("SPUBLISH");
+    let mut all = Client::connect(&a).await;
+    all.request(subscribe("market_data", None), json!(3)).await;
+    let _: i64 = redis::cmd("SPUBLISH")
+        .arg(&channels[0])
+        .arg(quote("ZQC2", "2026-02-12T10:30:01Z", 3.75))
+        .query_async(&mut conn)
+        .await
+        .expect("SPUBLISH");
+    let frame = all
+        .recv_until(|f| f["symbol"] == "ZQC2" && f["price"] == 3.75)
+        .await;
+    assert_eq!(frame["timestamp"], "2026-02-12T10:30:01.000000Z");
+    a.stop().await.expect("stop");
+    b.stop().await.expect("stop");
 }

@@ -508,3 +508,56 @@ mod tests {
         assert!(update.asks.is_empty());
     }
 }
+
+#[cfg(test)]
+mod round_trip {
+    use super::*;
+    use crate::event::Topic;
+
+    #[test]
+    fn relayed_events_decode_on_the_other_side() {
+        let names = Names::new("p:");
+        let at: jiff::Timestamp = "2026-02-12T10:30:00.123456Z".parse().unwrap();
+        let book = Book {
+            bids: vec![(10.0, 100.0), (9.99, 20.0)],
+            asks: vec![(10.01, 50.0)],
+        };
+        let events = [
+            Event {
+                topic: Topic::symbol(Channel::Orderbook, "AAPL".into()),
+                timestamp: at,
+                payload: Payload::Book(BookUpdate {
+                    bids: book.bids.clone(),
+                    asks: book.asks.clone(),
+                    book: Arc::new(book),
+                }),
+            },
+            Event {
+                topic: Topic::symbol(Channel::Trades, "AAPL".into()),
+                timestamp: at,
+                payload: Payload::Trade(Trade {
+                    trade_id: 3,
+                    price: 10.0,
+                    size: 5.0,
+                    side: crate::spec::messages::Side::Buy,
+                }),
+            },
+            Event {
+                topic: Topic::user(Channel::Account, "u1".into()),
+                timestamp: at,
+                payload: Payload::Account(AccountUpdate {
+                    currency: "USD".into(),
+                    balance: 1.0,
+                    available: 1.0,
+                    equity: 1.0,
+                }),
+            },
+        ];
+        for event in events {
+            let (channel, json) = encode(&event, "me", &names).expect("relayed");
+            let inbound = decode(&channel, json.as_bytes(), &names)
+                .unwrap_or_else(|e| panic!("{channel}: {e:?}\n{json}"));
+            assert_eq!(inbound.origin(), Some("me"));
+        }
+    }
+}

@@ -82,12 +82,70 @@ impl Names {
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
-    #[error("invalid redis.url: {0}")]
+    #[error("invalid redis.url or redis.cluster_nodes: {0}")]
     Url(#[from] redis::RedisError),
-    #[error(
-        "redis.cluster_nodes: sharded pub/sub over Redis Cluster is not supported yet; use one Redis (redis.url)"
-    )]
-    Cluster,
+}
+
+/// One Redis, or a Redis Cluster (sharded pub/sub: `SPUBLISH`/`SSUBSCRIBE`,
+/// each channel served by the shard that owns its slot).
+enum Backend {
+    Single(redis::Client),
+    Cluster(Vec<redis::ConnectionInfo>),
+}
+
+/// A connection for commands (publishing, the cache).
+enum CommandConn {
+    Single(redis::aio::MultiplexedConnection),
+    /// The cluster connection (the cache), and a connection to the node
+    /// that owns each channel's slot (publishing).
+    Cluster(
+        redis::cluster_async::ClusterConnection,
+        HashMap<String, redis::aio::MultiplexedConnection>,
+    ),
+}
+
+impl CommandConn {
+    async fn query<T: redis::FromRedisValue>(&mut self, cmd: &redis::Cmd) -> redis::RedisResult<T> {
+        match self {
+            CommandConn::Single(conn) => cmd.query_async(conn).await,
+            CommandConn::Cluster(conn, _) => cmd.query_async(conn).await,
+        }
+    }
+
+    /// Publishes a batch: one pipeline on one Redis; on a cluster, one
+    /// `SPUBLISH` per message, all in flight at once (each goes to the
+    /// shard of its channel).
+    async fn publish(&mut self, batch: &[(String, String)]) -> redis::RedisResult<()> {
+        match self {
+            CommandConn::Single(conn) => {
+                let mut pipe = redis::pipe();
+                for (channel, payload) in batch {
+                    pipe.publish(channel, payload).ignore();
+                }
+                pipe.query_async(conn).await
+            }
+            CommandConn::Cluster(_, owners) => {
+                // One pipeline of SPUBLISH per channel, to its shard.
+                let mut pipes: HashMap<&str, redis::Pipeline> = HashMap::new();
+                for (channel, payload) in batch {
+                    pipes
+                        .entry(channel.as_str())
+                        .or_insert_with(redis::pipe)
+                        .cmd("SPUBLISH")
+                        .arg(channel)
+                        .arg(payload)
+                        .ignore();
+                }
+                for (channel, pipe) in pipes {
+                    let conn = owners.get_mut(channel).ok_or_else(|| {
+                        redis::RedisError::from((redis::ErrorKind::Client, "no shard for channel"))
+                    })?;
+                    let _: () = pipe.query_async(conn).await?;
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 /// Counters of one broker (also exported as Prometheus metrics).
@@ -129,7 +187,7 @@ impl BrokerStats {
 }
 
 pub struct Broker {
-    client: redis::Client,
+    backend: Backend,
     origin: String,
     names: Names,
     outgoing: mpsc::Sender<(String, String)>,
@@ -144,19 +202,28 @@ pub struct Broker {
 }
 
 impl Broker {
-    /// A broker for `config` (not connected until `spawn`).
+    /// A broker for `config`: `redis.cluster_nodes` when set, else
+    /// `redis.url` (not connected until `spawn`). None when neither is set.
     ///
     /// # Errors
-    /// An unusable URL, or cluster nodes (not supported).
-    pub fn new(config: &RedisConfig, url: &str) -> Result<Arc<Self>, BrokerError> {
-        if !config.cluster_nodes.is_empty() {
-            return Err(BrokerError::Cluster);
-        }
-        let client = redis::Client::open(url)?;
+    /// An unusable URL.
+    pub fn from_config(config: &RedisConfig) -> Result<Option<Arc<Self>>, BrokerError> {
+        let backend = if !config.cluster_nodes.is_empty() {
+            let nodes = config
+                .cluster_nodes
+                .iter()
+                .map(|node| redis::IntoConnectionInfo::into_connection_info(node.as_str()))
+                .collect::<Result<Vec<_>, _>>()?;
+            Backend::Cluster(nodes)
+        } else if let Some(url) = &config.url {
+            Backend::Single(redis::Client::open(url.as_str())?)
+        } else {
+            return Ok(None);
+        };
         let (outgoing, rx) = mpsc::channel(QUEUE);
         let origin = format!("{:016x}", rand::rng().random::<u64>());
-        Ok(Arc::new(Self {
-            client,
+        Ok(Some(Arc::new(Self {
+            backend,
             origin,
             names: Names::new(&config.prefix),
             outgoing,
@@ -166,7 +233,34 @@ impl Broker {
             books: Mutex::new(HashMap::new()),
             stats: BrokerStats::default(),
             last_invalid_log: AtomicU64::new(0),
-        }))
+        })))
+    }
+
+    /// Whether this broker uses a Redis Cluster (sharded pub/sub).
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.backend, Backend::Cluster(_))
+    }
+
+    async fn command_conn(&self) -> redis::RedisResult<CommandConn> {
+        match &self.backend {
+            Backend::Single(client) => Ok(CommandConn::Single(
+                client.get_multiplexed_async_connection().await?,
+            )),
+            Backend::Cluster(nodes) => {
+                let mut conn = redis::cluster::ClusterClient::new(nodes.clone())?
+                    .get_async_connection()
+                    .await?;
+                let mut owners = HashMap::new();
+                for channel in self.names.channels() {
+                    let node = owner(&mut conn, channel).await?;
+                    let node_conn = redis::Client::open(node.as_str())?
+                        .get_multiplexed_async_connection()
+                        .await?;
+                    owners.insert(channel.to_owned(), node_conn);
+                }
+                Ok(CommandConn::Cluster(conn, owners))
+            }
+        }
     }
 
     /// This instance's origin tag.
@@ -227,7 +321,7 @@ impl Broker {
         loop {
             let mut conn = tokio::select! {
                 () = shutdown.cancelled() => return,
-                conn = self.client.get_multiplexed_async_connection() => match conn {
+                conn = self.command_conn() => match conn {
                     Ok(conn) => conn,
                     Err(error) => {
                         tracing::debug!(%error, "redis publisher cannot connect");
@@ -255,10 +349,8 @@ impl Broker {
                         if fields.is_empty() {
                             continue;
                         }
-                        let result: redis::RedisResult<()> = redis::cmd("HSET")
-                            .arg(&self.names.latest)
-                            .arg(fields)
-                            .query_async(&mut conn)
+                        let result: redis::RedisResult<()> = conn
+                            .query(redis::cmd("HSET").arg(&self.names.latest).arg(fields))
                             .await;
                         if let Err(error) = result {
                             tracing::debug!(%error, "latest-quote cache write failed");
@@ -269,12 +361,7 @@ impl Broker {
                         if count == 0 {
                             return;
                         }
-                        let mut pipe = redis::pipe();
-                        for (channel, payload) in &batch {
-                            pipe.publish(channel, payload).ignore();
-                        }
-                        let result: redis::RedisResult<()> = pipe.query_async(&mut conn).await;
-                        match result {
+                        match conn.publish(&batch).await {
                             Ok(()) => {
                                 self.stats.published.fetch_add(count as u64, Ordering::Relaxed);
                                 batch.clear();
@@ -320,7 +407,7 @@ impl Broker {
                 result = self.subscribe() => result,
             };
             match subscribed {
-                Ok(pubsub) => {
+                Ok(mut messages) => {
                     if was_up {
                         self.stats.reconnects.fetch_add(1, Ordering::Relaxed);
                         metrics::counter!("tickgate_redis_reconnects_total").increment(1);
@@ -330,7 +417,6 @@ impl Broker {
                     self.set_connected(true);
                     tracing::info!(origin = %self.origin, "subscribed to Redis");
                     self.seed_latest(&ingest).await;
-                    let mut messages = pubsub.into_on_message();
                     loop {
                         tokio::select! {
                             () = shutdown.cancelled() => {
@@ -363,20 +449,82 @@ impl Broker {
         }
     }
 
-    async fn subscribe(&self) -> redis::RedisResult<redis::aio::PubSub> {
-        let mut pubsub = self.client.get_async_pubsub().await?;
-        pubsub.subscribe(&self.names.channels()[..]).await?;
-        Ok(pubsub)
+    /// Subscribes to every channel; the stream ends when the connection is
+    /// lost.
+    async fn subscribe(
+        &self,
+    ) -> redis::RedisResult<futures_util::stream::BoxStream<'static, redis::Msg>> {
+        let channels = self.names.channels();
+        match &self.backend {
+            Backend::Single(client) => {
+                let mut pubsub = client.get_async_pubsub().await?;
+                pubsub.subscribe(&channels[..]).await?;
+                Ok(pubsub.into_on_message().boxed())
+            }
+            Backend::Cluster(nodes) => {
+                // Each channel is served by the shard that owns its slot:
+                // one RESP3 connection to that node per shard, SSUBSCRIBE
+                // there, messages as pushes. A lost connection, or a slot
+                // moving away (`sunsubscribe` from the server), ends the
+                // stream and the loop resubscribes from fresh slots.
+                let mut conn = redis::cluster::ClusterClient::new(nodes.clone())?
+                    .get_async_connection()
+                    .await?;
+                let (tx, rx) = mpsc::unbounded_channel::<redis::PushInfo>();
+                let mut connections = Vec::new();
+                // One connection per channel: each carries exactly one
+                // SSUBSCRIBE, so its confirmation cannot be mistaken for
+                // another command's reply.
+                for channel in channels {
+                    let node = owner(&mut conn, channel).await?;
+                    let mut info = redis::IntoConnectionInfo::into_connection_info(node.as_str())?;
+                    let settings = info
+                        .redis_settings()
+                        .clone()
+                        .set_protocol(redis::ProtocolVersion::RESP3);
+                    info = info.set_redis_settings(settings);
+                    let client = redis::Client::open(info)?;
+                    let config = redis::AsyncConnectionConfig::new().set_push_sender(tx.clone());
+                    let mut node_conn = client
+                        .get_multiplexed_async_connection_with_config(&config)
+                        .await?;
+                    let _: redis::Value = redis::cmd("SSUBSCRIBE")
+                        .arg(channel)
+                        .query_async(&mut node_conn)
+                        .await?;
+                    connections.push(node_conn);
+                }
+                drop(tx);
+                let stream = futures_util::stream::unfold(
+                    (rx, connections),
+                    |(mut rx, connections)| async move {
+                        loop {
+                            let push = rx.recv().await?;
+                            match push.kind {
+                                redis::PushKind::Disconnection | redis::PushKind::SUnsubscribe => {
+                                    return None;
+                                }
+                                redis::PushKind::SMessage => {
+                                    if let Some(message) = redis::Msg::from_push_info(push) {
+                                        return Some((message, (rx, connections)));
+                                    }
+                                }
+                                _ => {}
+                            }
+                        }
+                    },
+                );
+                Ok(stream.boxed())
+            }
+        }
     }
 
     /// Gives the hub the cached latest quote of every ticker it has none of,
     /// so a new subscriber gets the current value at once.
     async fn seed_latest(&self, ingest: &Ingest) {
         let cached: redis::RedisResult<HashMap<String, Vec<u8>>> = async {
-            let mut conn = self.client.get_multiplexed_async_connection().await?;
-            redis::cmd("HGETALL")
-                .arg(&self.names.latest)
-                .query_async(&mut conn)
+            let mut conn = self.command_conn().await?;
+            conn.query(redis::cmd("HGETALL").arg(&self.names.latest))
                 .await
         }
         .await;
@@ -527,6 +675,44 @@ impl Relay for Broker {
             self.count_dropped(1);
         }
     }
+}
+
+/// The address (`redis://host:port`) of the cluster node that owns
+/// `channel`'s slot, from `CLUSTER KEYSLOT` and `CLUSTER SLOTS`.
+async fn owner(
+    conn: &mut redis::cluster_async::ClusterConnection,
+    channel: &str,
+) -> redis::RedisResult<String> {
+    use redis::Value;
+    let slot: i64 = redis::cmd("CLUSTER")
+        .arg("KEYSLOT")
+        .arg(channel)
+        .query_async(conn)
+        .await?;
+    let slots: Value = redis::cmd("CLUSTER").arg("SLOTS").query_async(conn).await?;
+    if let Value::Array(ranges) = slots {
+        for range in ranges {
+            let Value::Array(fields) = range else {
+                continue;
+            };
+            if let (Some(Value::Int(start)), Some(Value::Int(end)), Some(Value::Array(master))) =
+                (fields.first(), fields.get(1), fields.get(2))
+                && (*start..=*end).contains(&slot)
+                && let (Some(host), Some(Value::Int(port))) = (master.first(), master.get(1))
+            {
+                let host = match host {
+                    Value::BulkString(bytes) => String::from_utf8_lossy(bytes).to_string(),
+                    Value::SimpleString(text) => text.clone(),
+                    _ => continue,
+                };
+                return Ok(format!("redis://{host}:{port}"));
+            }
+        }
+    }
+    Err(redis::RedisError::from((
+        redis::ErrorKind::Client,
+        "no cluster node owns the channel's slot",
+    )))
 }
 
 /// Exponential backoff with jitter, 100 ms to 5 s.
