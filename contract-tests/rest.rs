@@ -21,6 +21,7 @@ fn valid_value(name: &str) -> Option<String> {
         "from" => "0".into(),
         "to" => (now + 3600).to_string(),
         "query" => "A".into(),
+        "symbols" => "AAPL,NOPE".into(),
         _ => return None,
     })
 }

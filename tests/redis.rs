@@ -353,6 +353,13 @@ async fn a_new_instance_answers_the_latest_quote_at_once() {
         (tick["price"].as_f64(), tick["timestamp"].as_str()),
         (Some(77.25), Some("2026-02-12T10:30:00.500000Z"))
     );
+    let (status, quotes) = c.get_json("/api/v1/datafeed/quotes?symbols=ZQL1").await;
+    assert_eq!(status, 200);
+    assert_eq!(quotes["d"][0]["s"], "ok", "{quotes}");
+    assert_eq!(
+        quotes["d"][0]["v"]["lp"], 77.25,
+        "C answers the latest from the cache"
+    );
     a.stop().await.expect("stop");
     c.stop().await.expect("stop");
 }
@@ -748,4 +755,36 @@ async fn a_redis_cluster_carries_the_fan_out_over_sharded_pub_sub() {
     assert_eq!(frame["timestamp"], "2026-02-12T10:30:01.000000Z");
     a.stop().await.expect("stop");
     b.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quotes_published_on_redis_reach_matching_quotes_clients() {
+    let base = config(SHARED, "quotes");
+    let prefix = base.redis.prefix.clone();
+    let server = TestServer::start(with_symbols(base, &["ZQS1"])).await;
+    wait_for("subscribed", async || connected(&server).await).await;
+    let url = |query: &str| format!("ws://{}/ws/quotes{query}", server.addr);
+    let mut matching = Client::connect_dialect(&url("?tickers=zqq1"), "quotes").await;
+    let mut other = Client::connect_dialect(&url("?tickers=ZQS1"), "quotes").await;
+    other.recv().await;
+    let at = "2026-02-12T10:30:00.654321Z";
+    publish(
+        SHARED,
+        &format!("{prefix}quotes.realtime"),
+        quote("ZQQ1", at, 12.5).as_bytes(),
+    )
+    .await;
+    let frame = matching.recv().await;
+    assert_eq!(
+        frame,
+        json!({"ticker": "ZQQ1", "timestamp": at, "open": 11.5, "high": 13.5, "low": 10.5,
+               "close": 12.5, "volume": 1000, "bid": 12.5, "ask": 12.5}),
+        "the publisher's quote, as published"
+    );
+    let others = frames_within(&mut other, Duration::from_millis(500)).await;
+    assert!(
+        others.iter().all(|f| f["ticker"] == "ZQS1"),
+        "filtered: {others:?}"
+    );
+    server.stop().await.expect("stop");
 }

@@ -304,3 +304,40 @@ async fn asyncapi_page_is_served_with_its_embedded_assets() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn datafeed_quotes_answer_the_newest_tick() {
+    let server = TestServer::default().await;
+    // Wait for AAPL's first tick.
+    let mut client = crate::support::Client::connect(&server).await;
+    client
+        .request(
+            crate::support::subscribe("market_data", Some("AAPL")),
+            serde_json::json!(1),
+        )
+        .await;
+    client.recv_type("market_tick").await;
+    let (status, body) = server
+        .get_json("/api/v1/datafeed/quotes?symbols=aapl,TICKGATE:AAPL,NOPE")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["s"], "ok");
+    let d = body["d"].as_array().expect("d");
+    assert_eq!(d.len(), 3);
+    assert_eq!(
+        (d[0]["s"].as_str(), d[0]["n"].as_str()),
+        (Some("ok"), Some("aapl"))
+    );
+    assert_eq!(d[0]["v"]["short_name"], "AAPL");
+    assert!(d[0]["v"]["lp"].as_f64().is_some());
+    assert!(d[0]["v"]["time"].as_i64() >= Some(0));
+    assert_eq!(d[1]["s"], "ok");
+    assert_eq!(d[2]["s"], "error");
+    assert!(d[2]["v"]["error"].is_string());
+    let too_many = vec!["AAPL"; 101].join(",");
+    let (status, body) = server
+        .get_json(&format!("/api/v1/datafeed/quotes?symbols={too_many}"))
+        .await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("bad_request")));
+    server.stop().await.expect("clean stop");
+}

@@ -88,6 +88,61 @@ impl From<crate::store::StoreError> for HistoryError {
     }
 }
 
+/// The newest values of one symbol (UDF `quotes`, the `v` object).
+#[derive(Object, Default)]
+pub struct QuoteValues {
+    /// Last price.
+    #[oai(skip_serializing_if_is_none)]
+    pub lp: Option<f64>,
+    #[oai(skip_serializing_if_is_none)]
+    pub bid: Option<f64>,
+    #[oai(skip_serializing_if_is_none)]
+    pub ask: Option<f64>,
+    /// Change since the session opened.
+    #[oai(skip_serializing_if_is_none)]
+    pub ch: Option<f64>,
+    /// Change in percent.
+    #[oai(skip_serializing_if_is_none)]
+    pub chp: Option<f64>,
+    #[oai(skip_serializing_if_is_none)]
+    pub open_price: Option<f64>,
+    #[oai(skip_serializing_if_is_none)]
+    pub high_price: Option<f64>,
+    #[oai(skip_serializing_if_is_none)]
+    pub low_price: Option<f64>,
+    /// Volume since the session opened.
+    #[oai(skip_serializing_if_is_none)]
+    pub volume: Option<u64>,
+    #[oai(skip_serializing_if_is_none)]
+    pub short_name: Option<String>,
+    #[oai(skip_serializing_if_is_none)]
+    pub exchange: Option<String>,
+    /// Time of the quote, unix seconds.
+    #[oai(skip_serializing_if_is_none)]
+    pub time: Option<i64>,
+    /// Why there is no quote (with `s: error`).
+    #[oai(skip_serializing_if_is_none)]
+    pub error: Option<String>,
+}
+
+/// One symbol's entry of the UDF `quotes` answer.
+#[derive(Object)]
+pub struct QuoteEntry {
+    /// `ok`, or `error` for an unknown symbol or one without a tick yet.
+    pub s: String,
+    /// The symbol as asked.
+    pub n: String,
+    pub v: QuoteValues,
+}
+
+/// The UDF `quotes` answer.
+#[derive(Object)]
+pub struct Quotes {
+    /// `ok`.
+    pub s: String,
+    pub d: Vec<QuoteEntry>,
+}
+
 /// An exchange filter of the symbol search.
 #[derive(Object)]
 pub struct Exchange {
@@ -424,6 +479,88 @@ impl Datafeed {
             c: Some(bars.iter().map(|b| b.close).collect()),
             v: Some(bars.iter().map(|b| b.volume).collect()),
             next_time: None,
+        }))
+    }
+
+    /// Latest quotes
+    ///
+    /// The newest tick of each symbol (UDF `quotes`). With Redis, a gateway
+    /// that just started answers from the shared latest-quote cache. A
+    /// symbol that is unknown or has no tick yet gets an entry with
+    /// `s: error`.
+    #[oai(
+        path = "/datafeed/quotes",
+        method = "get",
+        operation_id = "getDatafeedQuotes"
+    )]
+    async fn quotes(
+        &self,
+        /// Comma-separated symbols, e.g. `AAPL,TICKGATE:MSFT` (at most 100).
+        #[oai(validator(min_length = 1, max_length = 4096))]
+        symbols: Query<String>,
+    ) -> Result<Json<Quotes>, BadRequest> {
+        let names: Vec<&str> = symbols
+            .0
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .collect();
+        if names.is_empty() || names.len() > 100 {
+            return Err(BadRequest::BadRequest(Json(ErrorBody {
+                code: "bad_request".into(),
+                message: format!("symbols names {} symbols; give 1 to 100", names.len()),
+            })));
+        }
+        let entries = names
+            .into_iter()
+            .map(|name| {
+                let tick = self.symbol(name).ok().and_then(|symbol| {
+                    let key = crate::event::TopicKey::Symbol(symbol.clone());
+                    let event = self
+                        .gateway
+                        .hub
+                        .last_event(crate::spec::messages::Channel::MarketData, &key)?;
+                    match &event.payload {
+                        crate::event::Payload::Tick(tick) => {
+                            Some((symbol, event.timestamp, tick.clone()))
+                        }
+                        _ => None,
+                    }
+                });
+                match tick {
+                    Some((symbol, at, tick)) => QuoteEntry {
+                        s: "ok".into(),
+                        n: name.to_owned(),
+                        v: QuoteValues {
+                            lp: Some(tick.price),
+                            bid: Some(tick.bid),
+                            ask: Some(tick.ask),
+                            ch: Some(tick.change),
+                            chp: Some(tick.change_percent),
+                            open_price: Some(tick.open),
+                            high_price: Some(tick.high),
+                            low_price: Some(tick.low),
+                            volume: Some(tick.volume),
+                            short_name: Some(symbol.to_string()),
+                            exchange: Some(EXCHANGE.into()),
+                            time: Some(at.as_second()),
+                            error: None,
+                        },
+                    },
+                    None => QuoteEntry {
+                        s: "error".into(),
+                        n: name.to_owned(),
+                        v: QuoteValues {
+                            error: Some("unknown symbol, or no tick yet".into()),
+                            ..QuoteValues::default()
+                        },
+                    },
+                }
+            })
+            .collect();
+        Ok(Json(Quotes {
+            s: "ok".into(),
+            d: entries,
         }))
     }
 
