@@ -24,8 +24,9 @@ use crate::{
     event::{Symbol, TopicKey},
     gateway::Gateway,
     hub::{Dialect, Outbox},
-    protocol::{CloseReason, close},
+    protocol::close,
     session::{
+        finish_writer,
         upgrade::{Socket, accept, json_error},
         write_loop,
     },
@@ -34,9 +35,6 @@ use crate::{
 
 /// The paths of the stream, all identical.
 pub const PATHS: [&str; 4] = ["/ws/quotes", "/ws", "/v1/ws/quotes", "/v1/ws"];
-
-/// How long a closing connection waits for the writer to send its close.
-const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// The stream's handshake: 403 for a disallowed `Origin`, 400 for a bad
 /// `tickers` list, otherwise as every dialect (426, 503).
@@ -188,17 +186,7 @@ async fn serve(gateway: Arc<Gateway>, socket: Socket, tickers: Option<Vec<Symbol
             }
         }
     }
-    gateway.hub.unregister(subscriber.id);
-    if !outbox.is_closed() {
-        outbox.close(CloseReason {
-            code: 1000,
-            reason: "normal closure",
-        });
-    }
-    if !writer_done {
-        let _ = tokio::time::timeout(CLOSE_GRACE, &mut writer).await;
-        writer.abort();
-    }
+    finish_writer(&gateway, &subscriber, writer, writer_done).await;
     gateway.stats.dropped(outbox.discarded());
     gateway.stats.connection_closed();
 }

@@ -138,17 +138,7 @@ where
     // The connection is ending: forget its subscriptions, let the writer send
     // what is queued and the close frame, and give the client a moment to
     // answer the close before the socket is dropped.
-    gateway.hub.unregister(subscriber.id);
-    if !outbox.is_closed() {
-        outbox.close(CloseReason {
-            code: 1000,
-            reason: "normal closure",
-        });
-    }
-    if !writer_done {
-        let _ = tokio::time::timeout(CLOSE_GRACE, &mut writer).await;
-        writer.abort();
-    }
+    finish_writer(&gateway, &subscriber, writer, writer_done).await;
     let _ = tokio::time::timeout(CLOSE_GRACE, async {
         while let Some(Ok(message)) = stream.next().await {
             if matches!(message, Message::Close(_)) {
@@ -160,6 +150,28 @@ where
     gateway.stats.dropped(outbox.discarded());
     gateway.stats.connection_closed();
     tracing::debug!("disconnected");
+}
+
+/// The end of a hub-fed connection: forgets its subscriptions, closes its
+/// outbox (1000 unless a reason was set), and lets the writer send what is
+/// queued and the close frame, for up to `CLOSE_GRACE`.
+pub(crate) async fn finish_writer(
+    gateway: &Gateway,
+    subscriber: &Subscriber,
+    mut writer: tokio::task::JoinHandle<()>,
+    writer_done: bool,
+) {
+    gateway.hub.unregister(subscriber.id);
+    if !subscriber.outbox.is_closed() {
+        subscriber.outbox.close(CloseReason {
+            code: 1000,
+            reason: "normal closure",
+        });
+    }
+    if !writer_done {
+        let _ = tokio::time::timeout(CLOSE_GRACE, &mut writer).await;
+        writer.abort();
+    }
 }
 
 fn far_future() -> Instant {
