@@ -165,6 +165,7 @@ impl<'a> Spec<'a> {
         settings.with_replacement("Timestamp", "Timestamp", std::iter::empty());
         settings.with_replacement("CandlesTime", "CandlesTime", std::iter::empty());
         settings.with_replacement("RedisTimestamp", "RedisTimestamp", std::iter::empty());
+        settings.with_replacement("UsdcopTime", "UsdcopTime", std::iter::empty());
         let mut space = typify::TypeSpace::new(&settings);
         space
             .add_ref_types(definitions)

@@ -5,9 +5,12 @@ use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
 use tickgate::{
-    protocol::{candles, v1},
+    protocol::{candles, usdcop, v1},
     spec,
-    spec::messages::{CandlesClientFrame, CandlesServerFrame, Quote, V1ServerFrame},
+    spec::messages::{
+        CandlesClientFrame, CandlesServerFrame, EnhancedClientFrame, EnhancedServerFrame, Quote,
+        UsdcopClientFrame, UsdcopServerFrame, V1ServerFrame,
+    },
 };
 
 use crate::common::{
@@ -36,6 +39,21 @@ fn round_trip(channel: &str, client: bool, payload: &Value) -> Result<Value, Str
             .and_then(|f| to_value(serde_json::to_value(&f))),
         ("quotes", false) => serde_json::from_value::<Quote>(payload.clone())
             .map_err(|e| format!("does not deserialize into Quote: {e}"))
+            .and_then(|f| to_value(serde_json::to_value(&f))),
+        ("marketStream", true) => {
+            usdcop::decode(&text).map_err(|e| format!("does not decode: {e}"))?;
+            serde_json::from_value::<UsdcopClientFrame>(payload.clone())
+                .map_err(|e| format!("does not deserialize into UsdcopClientFrame: {e}"))
+                .and_then(|f| to_value(serde_json::to_value(&f)))
+        }
+        ("marketStream", false) => serde_json::from_value::<UsdcopServerFrame>(payload.clone())
+            .map_err(|e| format!("does not deserialize into UsdcopServerFrame: {e}"))
+            .and_then(|f| to_value(serde_json::to_value(&f))),
+        ("enhanced", true) => serde_json::from_value::<EnhancedClientFrame>(payload.clone())
+            .map_err(|e| format!("does not deserialize into EnhancedClientFrame: {e}"))
+            .and_then(|f| to_value(serde_json::to_value(&f))),
+        ("enhanced", false) => serde_json::from_value::<EnhancedServerFrame>(payload.clone())
+            .map_err(|e| format!("does not deserialize into EnhancedServerFrame: {e}"))
             .and_then(|f| to_value(serde_json::to_value(&f))),
         // Redis messages: the broker reads them (schema and all); there is
         // nothing to re-encode, so they compare as given.

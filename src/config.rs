@@ -27,6 +27,9 @@ pub struct Config {
     pub redis: RedisConfig,
     pub candles: CandlesConfig,
     pub quotes: QuotesConfig,
+    pub market_stream: MarketStreamConfig,
+    pub orchestrator: OrchestratorConfig,
+    pub rt_orchestrator: RtOrchestratorConfig,
     pub log: LogConfig,
 }
 
@@ -198,6 +201,102 @@ impl Default for CandlesConfig {
     }
 }
 
+/// The USD/COP market-data WebSocket (seed 000) on its own listener.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MarketStreamConfig {
+    /// Serve the stream (on `server.host`:`port`).
+    pub enabled: bool,
+    /// Port of its listener (WebSocket at `/ws/market-data`, `GET /health`).
+    pub port: u16,
+    /// Interval of `heartbeat` frames.
+    pub heartbeat_ms: u64,
+    /// Heartbeats in a row a client may leave unanswered; at the next one it
+    /// is closed with 4002.
+    pub missed_heartbeats: u32,
+    /// Open connections from one client IP; the handshake beyond gets 429.
+    pub max_connections_per_ip: usize,
+    /// Client messages per minute per connection; the next one gets
+    /// `RATE_LIMIT_EXCEEDED` and the connection is closed with 1008.
+    pub messages_per_minute: u32,
+    /// Symbols one connection may be subscribed to.
+    pub max_subscriptions: usize,
+}
+
+impl Default for MarketStreamConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            port: 8082,
+            heartbeat_ms: 30_000,
+            missed_heartbeats: 3,
+            max_connections_per_ip: 100,
+            messages_per_minute: 100,
+            max_subscriptions: 10,
+        }
+    }
+}
+
+/// The collection orchestrator (seeds 000 and 001): when real-time data of
+/// the calendar-bound symbols is collected.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OrchestratorConfig {
+    /// The symbol whose market calendar and stored history drive it.
+    pub symbol: String,
+    /// The L0 ready-signal file (seed 001: `/data/ready-signals/l0_ready.flag`).
+    /// Unset: no L0 dependency; collection starts when the market opens.
+    pub l0_signal_path: Option<PathBuf>,
+    /// How long to wait for the L0 signal before falling back to the stored
+    /// history.
+    pub l0_timeout_s: u64,
+    /// Stored history is fresh when its newest 5-minute bar is younger.
+    pub freshness_hours: f64,
+    /// Stored history is complete when at least this share of the last 24
+    /// hours' in-session 5-minute bars is present.
+    pub completeness_percent: f64,
+    /// How often the state is re-evaluated.
+    pub check_ms: u64,
+    /// First and longest pause before leaving ERROR (doubling in between).
+    pub error_backoff_ms: [u64; 2],
+}
+
+impl Default for OrchestratorConfig {
+    fn default() -> Self {
+        Self {
+            symbol: "USDCOP".into(),
+            l0_signal_path: None,
+            l0_timeout_s: 30 * 60,
+            freshness_hours: 24.0,
+            completeness_percent: 95.0,
+            check_ms: 1000,
+            error_backoff_ms: [1000, 60_000],
+        }
+    }
+}
+
+/// The RT orchestrator's REST API (seed 000) on its own listener.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RtOrchestratorConfig {
+    /// Serve it (on `server.host`:`port`).
+    pub enabled: bool,
+    /// Port of its listener.
+    pub port: u16,
+    /// Requests per minute per client IP; beyond: 429.
+    pub requests_per_minute: u32,
+}
+
+impl Default for RtOrchestratorConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            port: 8085,
+            requests_per_minute: 60,
+        }
+    }
+}
+
 /// The Redis broker (the `broker` module); off unless `url` is set.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -323,7 +422,8 @@ impl Default for SimulatorConfig {
             enabled: true,
             seed: 42,
             symbols: [
-                "AAPL", "GOOGL", "MSFT", "TSLA", "AMZN", "NVDA", "META", "BTC/USDT",
+                "AAPL", "GOOGL", "MSFT", "TSLA", "AMZN", "NVDA", "META", "BTC/USDT", "USDCOP",
+                "USDBRL",
             ]
             .map(String::from)
             .to_vec(),

@@ -32,6 +32,8 @@ pub struct Gateway {
     pub broker: Option<Arc<crate::broker::Broker>>,
     /// The rooms of the candles dialect.
     pub candle_rooms: crate::dialects::candles::Rooms,
+    /// The connections of the USD/COP market-data stream (seed 000).
+    pub market_streams: Arc<crate::dialects::market_stream::Streams>,
     /// One permit per open WebSocket connection (`server.max_connections`).
     pub connections: Arc<Semaphore>,
     /// Cancelled when shutdown begins.
@@ -82,6 +84,7 @@ impl Gateway {
             candles: Arc::new(CandleBook::with_store(hub.clone(), writer.clone())),
             writer,
             candle_rooms: Default::default(),
+            market_streams: Default::default(),
             broker,
             config: Arc::new(config),
             hub,

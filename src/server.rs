@@ -29,7 +29,7 @@ use crate::{
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error(
-        "cannot listen on {addr}: {source}; pick another port (--port; candles.port for the candles dialect) or stop what holds it"
+        "cannot listen on {addr}: {source}; pick another port (--port; candles.port, market_stream.port for the dialects with their own listener) or stop what holds it"
     )]
     Bind {
         addr: SocketAddr,
@@ -48,8 +48,40 @@ pub struct Bound {
     gateway: Arc<Gateway>,
     listener: tokio::net::TcpListener,
     addr: SocketAddr,
-    /// The candles dialect's listener, when enabled.
-    candles: Option<(tokio::net::TcpListener, SocketAddr)>,
+    /// The listeners of the dialects that have their own port, when enabled.
+    dialects: Vec<(Listener, tokio::net::TcpListener, SocketAddr)>,
+}
+
+/// A dialect listener besides the main one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Listener {
+    /// Seed 003's candles (`candles.port`).
+    Candles,
+    /// Seed 000's market-data stream (`market_stream.port`).
+    MarketStream,
+}
+
+impl Listener {
+    fn routes(self, gateway: Arc<Gateway>) -> poem::endpoint::BoxEndpoint<'static> {
+        use poem::EndpointExt;
+        match self {
+            Listener::Candles => crate::dialects::candles::routes(gateway)
+                .map_to_response()
+                .boxed(),
+            Listener::MarketStream => crate::dialects::market_stream::routes(gateway)
+                .map_to_response()
+                .boxed(),
+        }
+    }
+
+    fn describe(self, addr: SocketAddr) -> String {
+        match self {
+            Listener::Candles => format!("candles dialect listening; ws://{addr}/"),
+            Listener::MarketStream => {
+                format!("market-data stream listening; ws://{addr}/ws/market-data")
+            }
+        }
+    }
 }
 
 async fn listen(addr: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr), ServerError> {
@@ -69,17 +101,31 @@ pub async fn bind(config: Config) -> Result<Bound, ServerError> {
     if config.auth.public_key_file.is_none() && config.auth.jwt_secret == DEV_JWT_SECRET {
         tracing::warn!("using the development JWT secret; set TICKGATE_JWT_SECRET in production");
     }
-    let candles = match config.candles.enabled {
-        true => Some(listen(SocketAddr::new(config.server.host, config.candles.port)).await?),
-        false => None,
-    };
+    let mut dialects = Vec::new();
+    for (listener, enabled, port) in [
+        (
+            Listener::Candles,
+            config.candles.enabled,
+            config.candles.port,
+        ),
+        (
+            Listener::MarketStream,
+            config.market_stream.enabled,
+            config.market_stream.port,
+        ),
+    ] {
+        if enabled {
+            let (bound, addr) = listen(SocketAddr::new(config.server.host, port)).await?;
+            dialects.push((listener, bound, addr));
+        }
+    }
     let gateway = Gateway::new(config)?;
     let (listener, addr) = listen(addr).await?;
     Ok(Bound {
         gateway,
         listener,
         addr,
-        candles,
+        dialects,
     })
 }
 
@@ -88,9 +134,17 @@ impl Bound {
         self.addr
     }
 
+    /// Address of a dialect's own listener, when enabled.
+    pub fn dialect_addr(&self, which: Listener) -> Option<SocketAddr> {
+        self.dialects
+            .iter()
+            .find(|(listener, _, _)| *listener == which)
+            .map(|(_, _, addr)| *addr)
+    }
+
     /// Address of the candles dialect's listener, when enabled.
     pub fn candles_addr(&self) -> Option<SocketAddr> {
-        self.candles.as_ref().map(|(_, addr)| *addr)
+        self.dialect_addr(Listener::Candles)
     }
 
     pub fn gateway(&self) -> &Arc<Gateway> {
@@ -139,28 +193,34 @@ impl Bound {
             gateway.shutdown.clone(),
         ));
 
-        let candles_server = match self.candles {
-            Some((listener, addr)) => {
-                gateway
-                    .tasks
-                    .spawn(crate::dialects::candles::run_broadcaster(
-                        gateway.clone(),
-                        gateway.shutdown.clone(),
-                    ));
-                tracing::info!(%addr, "candles dialect listening; ws://{addr}/");
-                let acceptor = NoDelay(TcpAcceptor::from_tokio(listener)?);
-                let stop = gateway.shutdown.clone();
-                let grace = Duration::from_millis(config.server.shutdown_grace_ms);
-                Some(tokio::spawn(
+        if self
+            .dialects
+            .iter()
+            .any(|(l, _, _)| *l == Listener::Candles)
+        {
+            gateway
+                .tasks
+                .spawn(crate::dialects::candles::run_broadcaster(
+                    gateway.clone(),
+                    gateway.shutdown.clone(),
+                ));
+        }
+        let mut dialect_servers = Vec::new();
+        for (listener, bound, addr) in self.dialects {
+            tracing::info!(%addr, "{}", listener.describe(addr));
+            let acceptor = NoDelay(TcpAcceptor::from_tokio(bound)?);
+            let stop = gateway.shutdown.clone();
+            dialect_servers.push((
+                listener,
+                tokio::spawn(
                     Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(
-                        crate::dialects::candles::routes(gateway.clone()),
+                        listener.routes(gateway.clone()),
                         async move { stop.cancelled().await },
                         Some(grace),
                     ),
-                ))
-            }
-            None => None,
-        };
+                ),
+            ));
+        }
         tracing::info!(addr = %self.addr, "tickgate listening; ws://{}/api/v1/ws/v1, docs http://{}/api/v1/docs", self.addr, self.addr);
         let acceptor = NoDelay(TcpAcceptor::from_tokio(self.listener)?);
         let app = rest::routes(gateway.clone());
@@ -175,10 +235,10 @@ impl Bound {
             .run_with_graceful_shutdown(app, signal, Some(grace))
             .await?;
         stop.cancel();
-        if let Some(candles) = candles_server
-            && let Ok(Err(error)) = candles.await
-        {
-            tracing::error!(%error, "the candles listener failed");
+        for (listener, server) in dialect_servers {
+            if let Ok(Err(error)) = server.await {
+                tracing::error!(%error, ?listener, "a dialect listener failed");
+            }
         }
         gateway.tasks.close();
         if tokio::time::timeout(grace, gateway.tasks.wait())

@@ -6,6 +6,7 @@ mod support;
 mod candles;
 mod lifecycle;
 mod limits;
+mod market_stream;
 mod quotes;
 mod redis;
 mod rest;

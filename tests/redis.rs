@@ -512,6 +512,7 @@ async fn a_separate_process_shares_its_ticks_and_can_die() {
         .env("REDIS_URL", SHARED)
         .env("TICKGATE_REDIS__PREFIX", &prefix)
         .env("TICKGATE_CANDLES__ENABLED", "false")
+        .env("TICKGATE_MARKET_STREAM__ENABLED", "false")
         .env("TICKGATE_STORE__DATA_DIR", &data)
         .env("TICKGATE_SIMULATOR__SYMBOLS", "[ZQP1]")
         .env("TICKGATE_SIMULATOR__TICK_INTERVAL_MS", "[20, 40]")

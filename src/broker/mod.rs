@@ -236,6 +236,30 @@ impl Broker {
         })))
     }
 
+    /// Round trip of a `PING` on a fresh connection (within 2 s), or None
+    /// when Redis does not answer (health checks).
+    pub async fn ping(&self) -> Option<std::time::Duration> {
+        let started = std::time::Instant::now();
+        let ping = async {
+            match &self.backend {
+                Backend::Single(client) => {
+                    let mut conn = client.get_multiplexed_async_connection().await?;
+                    redis::cmd("PING").query_async::<String>(&mut conn).await
+                }
+                Backend::Cluster(nodes) => {
+                    let mut conn = redis::cluster::ClusterClient::new(nodes.clone())?
+                        .get_async_connection()
+                        .await?;
+                    redis::cmd("PING").query_async::<String>(&mut conn).await
+                }
+            }
+        };
+        match tokio::time::timeout(std::time::Duration::from_secs(2), ping).await {
+            Ok(Ok(_)) => Some(started.elapsed()),
+            _ => None,
+        }
+    }
+
     /// Whether this broker uses a Redis Cluster (sharded pub/sub).
     pub fn is_cluster(&self) -> bool {
         matches!(self.backend, Backend::Cluster(_))

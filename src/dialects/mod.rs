@@ -2,4 +2,5 @@
 //! sessions and rooms over the shared core. Their codecs live in `protocol`.
 
 pub mod candles;
+pub mod market_stream;
 pub mod quotes;

@@ -28,7 +28,7 @@ use crate::{
     config::ChannelsConfig,
     event::{Event, Payload, TopicKey, UserId},
     metrics::Stats,
-    protocol::{CloseReason, Text, quotes, v1},
+    protocol::{CloseReason, Text, quotes, usdcop, v1},
     spec::{CHANNEL_COUNT, messages::Channel},
 };
 
@@ -51,6 +51,9 @@ pub enum Dialect {
     V1,
     /// Seed 002's flat quotes: ticks only.
     Quotes,
+    /// The `market_data` frames of the USD/COP streams (seeds 000 and 001):
+    /// ticks only.
+    Usdcop,
 }
 
 /// Why a subscription was refused.
@@ -182,6 +185,7 @@ impl Hub {
         // Encoded at most once per dialect, when a subscriber needs it.
         let mut v1_frame: Option<Text> = None;
         let mut quote_frame: Option<Option<Text>> = None;
+        let mut usdcop_frame: Option<Option<Text>> = None;
         let resync = (channel == Channel::Orderbook).then(|| {
             let event = event.clone();
             Arc::new(LazyFrame::new(move || {
@@ -200,6 +204,12 @@ impl Hub {
                 }),
                 Dialect::Quotes => {
                     match quote_frame.get_or_insert_with(|| quotes::encode(&event)) {
+                        Some(frame) => &*frame,
+                        None => continue,
+                    }
+                }
+                Dialect::Usdcop => {
+                    match usdcop_frame.get_or_insert_with(|| usdcop::market_data(&event)) {
                         Some(frame) => &*frame,
                         None => continue,
                     }
@@ -336,6 +346,27 @@ impl Hub {
         key: Option<TopicKey>,
         reply: Text,
     ) -> bool {
+        self.unsubscribe_inner(subscriber, channel, key, Some(reply))
+    }
+
+    /// Undoes `subscribe_stream` (no reply frame). Returns whether there was
+    /// such a subscription.
+    pub fn unsubscribe_stream(
+        &self,
+        subscriber: &Subscriber,
+        channel: Channel,
+        key: Option<TopicKey>,
+    ) -> bool {
+        self.unsubscribe_inner(subscriber, channel, key, None)
+    }
+
+    fn unsubscribe_inner(
+        &self,
+        subscriber: &Subscriber,
+        channel: Channel,
+        key: Option<TopicKey>,
+        reply: Option<Text>,
+    ) -> bool {
         let hub = &self.channels[channel.index()];
         let mut inner = hub.inner.lock();
         let id = subscriber.id;
@@ -373,7 +404,9 @@ impl Hub {
                     inner.members.remove(&id);
                 }
             }
-            subscriber.outbox.push_control(reply);
+            if let Some(reply) = reply {
+                subscriber.outbox.push_control(reply);
+            }
         }
         let count = inner.members.len();
         drop(inner);
@@ -448,6 +481,7 @@ fn send_snapshot(subscriber: &Subscriber, channel: Channel, topic: &TopicState) 
     };
     let frame = match (subscriber.dialect, channel) {
         (Dialect::Quotes, _) => quotes::encode(event),
+        (Dialect::Usdcop, _) => usdcop::market_data(event),
         (Dialect::V1, Channel::Orderbook) => v1::encode_book_snapshot(event, *seq),
         (Dialect::V1, _) => Some(v1::encode_event(event, *seq)),
     };

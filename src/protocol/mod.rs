@@ -4,6 +4,7 @@
 
 pub mod candles;
 pub mod quotes;
+pub mod usdcop;
 pub mod v1;
 
 /// A text frame, encoded once and shared by every connection that sends it

@@ -242,6 +242,8 @@ impl Market {
             "NVDA" => 450.0,
             "META" => 300.0,
             "BTC/USDT" => 67_000.0,
+            "USDCOP" => 4_000.0,
+            "USDBRL" => 5.0,
             _ => rng.random_range(10.0..500.0),
         });
         Self {

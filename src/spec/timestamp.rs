@@ -89,3 +89,29 @@ impl<'de> Deserialize<'de> for RedisTimestamp {
             .map_err(serde::de::Error::custom)
     }
 }
+
+/// The time of the USD/COP dialects (seeds 000 and 001): UTC, ISO 8601 to
+/// the second (`2025-10-22T10:30:05Z`), as their seeds write it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct UsdcopTime(pub jiff::Timestamp);
+
+impl fmt::Display for UsdcopTime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    }
+}
+
+impl Serialize for UsdcopTime {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for UsdcopTime {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        text.parse::<jiff::Timestamp>()
+            .map(Self)
+            .map_err(serde::de::Error::custom)
+    }
+}

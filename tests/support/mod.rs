@@ -40,6 +40,7 @@ pub fn test_config() -> Config {
     config.store.data_dir = temp_dir("store");
     config.candles.port = 0;
     config.candles.update_ms = 100;
+    config.market_stream.port = 0;
     config
 }
 
@@ -60,6 +61,8 @@ pub struct TestServer {
     pub addr: SocketAddr,
     /// The candles dialect's listener, when enabled.
     pub candles_addr: Option<SocketAddr>,
+    /// The market-data stream's listener (seed 000), when enabled.
+    pub market_stream_addr: Option<SocketAddr>,
     pub gateway: Arc<Gateway>,
     stop: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<Result<(), tickgate::ServerError>>>,
@@ -70,6 +73,7 @@ impl TestServer {
         let bound = tickgate::bind(config).await.expect("gateway binds");
         let addr = bound.local_addr();
         let candles_addr = bound.candles_addr();
+        let market_stream_addr = bound.dialect_addr(tickgate::server::Listener::MarketStream);
         let gateway = bound.gateway().clone();
         let (stop, stopped) = oneshot::channel::<()>();
         let handle = tokio::spawn(bound.run(async {
@@ -78,6 +82,7 @@ impl TestServer {
         Self {
             addr,
             candles_addr,
+            market_stream_addr,
             gateway,
             stop: Some(stop),
             handle: Some(handle),

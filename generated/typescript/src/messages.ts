@@ -6,6 +6,10 @@
 export type AnyFrame =
   | CandlesClientFrame
   | CandlesServerFrame
+  | EnhancedClientFrame
+  | EnhancedServerFrame
+  | UsdcopClientFrame
+  | UsdcopServerFrame
   | V1ClientFrame
   | V1ServerFrame
   | Quote
@@ -29,6 +33,47 @@ export type CandlesTime = string;
  * A candle interval.
  */
 export type CandlesInterval = "1m" | "5m" | "15m" | "1h" | "4h" | "1D" | "1W";
+/**
+ * Every frame the client sends on the enhanced channel (asyncapi.yaml operations with action receive).
+ */
+export type EnhancedClientFrame = EnhancedHeartbeat;
+/**
+ * Every frame the server sends on the enhanced channel (asyncapi.yaml operations with action send).
+ */
+export type EnhancedServerFrame = EnhancedError | EnhancedHeartbeatResponse | UsdcopMarketData;
+/**
+ * UTC, ISO 8601 to the second (`2025-10-22T10:30:05Z`), as seed 000 writes it.
+ */
+export type UsdcopTime = string;
+/**
+ * Every frame the client sends on the marketStream channel (asyncapi.yaml operations with action receive).
+ */
+export type UsdcopClientFrame = UsdcopPong | UsdcopSubscribe | UsdcopUnsubscribe;
+/**
+ * Symbols (case-insensitive on input, upper case on output).
+ *
+ * @maxItems 100
+ */
+export type UsdcopSymbols = string[];
+/**
+ * Every frame the server sends on the marketStream channel (asyncapi.yaml operations with action send).
+ */
+export type UsdcopServerFrame =
+  UsdcopAck | UsdcopError | UsdcopHeartbeat | UsdcopMarketData | UsdcopSystemStatus;
+/**
+ * Seed 000's codes, plus `INVALID_MESSAGE` (a frame that is not JSON or
+ * not a client message).
+ *
+ */
+export type UsdcopErrorCode =
+  | "INVALID_SYMBOL"
+  | "RATE_LIMIT_EXCEEDED"
+  | "MARKET_CLOSED"
+  | "AUTHENTICATION_FAILED"
+  | "INTERNAL_ERROR"
+  | "INVALID_MESSAGE";
+export type UsdcopStatus =
+  "market_opening" | "market_closing" | "market_closed" | "maintenance_mode" | "degraded_service";
 /**
  * Every frame the client sends on the v1 channel (asyncapi.yaml operations with action receive).
  */
@@ -211,6 +256,138 @@ export interface CandlesUpdate {
   interval: CandlesInterval;
   symbol: string;
   type: "update";
+}
+export interface EnhancedHeartbeat {
+  type: "heartbeat";
+}
+export interface EnhancedError {
+  message: string;
+  timestamp: UsdcopTime;
+  type: "error";
+}
+export interface EnhancedHeartbeatResponse {
+  server_status: EnhancedServerStatus;
+  timestamp: UsdcopTime;
+  type: "heartbeat_response";
+}
+export interface EnhancedServerStatus {
+  /**
+   * Clients of this stream.
+   */
+  clients_connected: number;
+  market_open: boolean;
+  market_status: "open" | "closing" | "closed";
+  /**
+   * The orchestrator's state (seed 001's service states, lower case).
+   */
+  service_status:
+    | "initializing"
+    | "waiting_l0"
+    | "checking_data"
+    | "ready"
+    | "active"
+    | "market_closed"
+    | "error"
+    | "shutdown";
+}
+export interface UsdcopMarketData {
+  data: UsdcopQuote;
+  metadata: UsdcopMetadata;
+  symbol: string;
+  timestamp: UsdcopTime;
+  type: "market_data";
+}
+export interface UsdcopQuote {
+  ask: number;
+  bid: number;
+  /**
+   * price - open.
+   */
+  change: number;
+  /**
+   * change / open * 100.
+   */
+  change_percent: number;
+  /**
+   * The current price.
+   */
+  close: number;
+  high: number;
+  low: number;
+  /**
+   * Open of the current session.
+   */
+  open: number;
+  price: number;
+  /**
+   * ask - bid.
+   */
+  spread: number;
+  volume: number;
+}
+export interface UsdcopMetadata {
+  /**
+   * `high` under 1 s of latency, `medium` under 5 s, `low` beyond.
+   */
+  data_quality: "high" | "medium" | "low";
+  /**
+   * Milliseconds from the price's timestamp to its encoding for the stream.
+   */
+  latency_ms: number;
+  /**
+   * `realtime` for live prices (tickgate sends only live prices on this stream).
+   */
+  source: "realtime" | "L0" | "backfill";
+}
+export interface UsdcopPong {
+  action: "pong";
+  /**
+   * The client's clock, as it likes to write it (not interpreted).
+   */
+  client_time?: string;
+}
+export interface UsdcopSubscribe {
+  action: "subscribe";
+  symbols: UsdcopSymbols;
+}
+export interface UsdcopUnsubscribe {
+  action: "unsubscribe";
+  symbols: UsdcopSymbols;
+}
+export interface UsdcopAck {
+  message: string;
+  symbols: string[];
+  timestamp: UsdcopTime;
+  type: "ack";
+}
+export interface UsdcopError {
+  code: UsdcopErrorCode;
+  message: string;
+  timestamp: UsdcopTime;
+  type: "error";
+}
+export interface UsdcopHeartbeat {
+  /**
+   * Connections open on this stream.
+   */
+  clients_connected: number;
+  server_time: UsdcopTime;
+  timestamp: UsdcopTime;
+  type: "heartbeat";
+}
+export interface UsdcopSystemStatus {
+  details?: UsdcopStatusDetails;
+  message: string;
+  status: UsdcopStatus;
+  timestamp: UsdcopTime;
+  type: "system_status";
+}
+export interface UsdcopStatusDetails {
+  market_close_time?: UsdcopTime;
+  market_open_time?: UsdcopTime;
+  next_session_start?: UsdcopTime;
+  seconds_until_close?: number;
+  seconds_until_open?: number;
 }
 export interface Auth {
   id?: RequestId;

@@ -147,6 +147,7 @@ async function startGateway(port) {
   const env = {
     ...process.env,
     TICKGATE_CANDLES__PORT: "0",
+    TICKGATE_MARKET_STREAM__PORT: "0",
     TICKGATE_STORE__DATA_DIR: mkdtempSync(join(tmpdir(), "tickgate-ts-")),
   };
   const child = spawn(`${repoRoot}target/debug/tickgate`, ["--port", String(port)], {

@@ -1,0 +1,423 @@
+//! The USD/COP market-data stream (seed 000) on its own listener
+//! (`market_stream.port`, 8082): a WebSocket at `/ws/market-data` and
+//! `GET /health`.
+//!
+//! A connection is a hub subscriber of dialect `Usdcop` on `market_data`, one
+//! topic per subscribed symbol: the hub encodes each tick once as a
+//! `market_data` frame for all of them. The session answers `subscribe`,
+//! `unsubscribe` and `pong`, sends `heartbeat` every `heartbeat_ms`, and
+//! enforces the seed's limits: connections per IP (at the handshake),
+//! messages per minute and subscriptions per connection. Market events
+//! (`system_status`) reach every connection through `Streams::broadcast`;
+//! at the close, `Streams::close_all` ends them. The codec is
+//! `protocol::usdcop`.
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    net::IpAddr,
+    num::NonZeroU32,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use futures_util::StreamExt;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use parking_lot::Mutex;
+use poem::{
+    EndpointExt, Request, Response, Route, get, handler,
+    http::StatusCode,
+    web::{Data, Json},
+};
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
+use tracing::Instrument;
+
+use crate::{
+    event::{Symbol, TopicKey},
+    gateway::Gateway,
+    hub::{Dialect, Outbox, Subscriber},
+    protocol::{
+        CloseReason, Text, close,
+        usdcop::{self, Command},
+    },
+    session::{
+        finish_writer,
+        upgrade::{Socket, accept, json_error},
+        write_loop,
+    },
+    spec::messages::{Channel, UsdcopErrorCode},
+};
+
+/// The stream's path.
+pub const PATH: &str = "/ws/market-data";
+
+/// Closes every connection at the market's close (seed 000: "Market closed,
+/// disconnecting").
+pub const MARKET_CLOSED: CloseReason = CloseReason {
+    code: 1000,
+    reason: "market closed",
+};
+
+/// Closes a connection that sent more than `messages_per_minute`.
+pub const RATE_LIMITED: CloseReason = CloseReason {
+    code: 1008,
+    reason: "rate limit exceeded",
+};
+
+/// The open connections of the stream: per client IP (for the per-IP
+/// limit), and their outboxes (for market events and the close).
+#[derive(Default)]
+pub struct Streams {
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    sessions: Mutex<HashMap<u64, Arc<Outbox>>>,
+    next: AtomicU64,
+}
+
+impl Streams {
+    /// Connections open now.
+    pub fn connections(&self) -> usize {
+        self.sessions.lock().len()
+    }
+
+    /// Queues `frame` to every connection (never conflated).
+    pub fn broadcast(&self, frame: &Text) {
+        for outbox in self.sessions.lock().values() {
+            outbox.push_control(frame.clone());
+        }
+    }
+
+    /// Queues `frame` to every connection, then closes each with `reason`.
+    pub fn close_all(&self, frame: &Text, reason: CloseReason) {
+        for outbox in self.sessions.lock().values() {
+            outbox.push_control(frame.clone());
+            outbox.close(reason);
+        }
+    }
+
+    /// Takes one of `ip`'s connection slots, or None at the limit.
+    fn admit(self: &Arc<Self>, ip: Option<IpAddr>, limit: usize) -> Option<IpSlot> {
+        if let Some(ip) = ip {
+            let mut per_ip = self.per_ip.lock();
+            let open = per_ip.entry(ip).or_default();
+            if *open >= limit {
+                return None;
+            }
+            *open += 1;
+        }
+        Some(IpSlot {
+            streams: self.clone(),
+            ip,
+        })
+    }
+}
+
+/// One connection's slot of its IP's allowance, given back on drop (also
+/// when the handshake fails before the session starts).
+struct IpSlot {
+    streams: Arc<Streams>,
+    ip: Option<IpAddr>,
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let Some(ip) = self.ip else {
+            return;
+        };
+        let mut per_ip = self.streams.per_ip.lock();
+        if let Some(open) = per_ip.get_mut(&ip) {
+            *open -= 1;
+            if *open == 0 {
+                per_ip.remove(&ip);
+            }
+        }
+    }
+}
+
+/// The listener's routes.
+pub fn routes(gateway: Arc<Gateway>) -> impl poem::Endpoint {
+    Route::new()
+        .at(PATH, get(endpoint))
+        .at("/health", get(health))
+        .data(gateway)
+}
+
+/// The handshake: 429 beyond `max_connections_per_ip`, 401 for a `?token=`
+/// that does not verify, otherwise as every dialect (426, 503).
+#[handler]
+fn endpoint(request: &Request, Data(gateway): Data<&Arc<Gateway>>) -> Response {
+    let config = &gateway.config.market_stream;
+    let ip = request
+        .remote_addr()
+        .as_socket_addr()
+        .map(std::net::SocketAddr::ip);
+    let Some(slot) = gateway
+        .market_streams
+        .admit(ip, config.max_connections_per_ip)
+    else {
+        gateway.stats.handshake_refused("ip_connection_limit");
+        let message = format!(
+            "at most {} connections per IP address",
+            config.max_connections_per_ip
+        );
+        return json_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "RATE_LIMIT_EXCEEDED",
+            &message,
+        );
+    };
+    let query = request
+        .params::<HashMap<String, String>>()
+        .unwrap_or_default();
+    if let Some(token) = query.get("token")
+        && let Err(error) = gateway.auth.verify(token)
+    {
+        gateway.stats.handshake_refused("auth_failed");
+        return json_error(
+            StatusCode::UNAUTHORIZED,
+            "AUTHENTICATION_FAILED",
+            &format!("the token does not verify: {error}"),
+        );
+    }
+    accept(request, gateway, move |gateway, socket| async move {
+        let _slot = slot;
+        let span = tracing::info_span!("market_stream");
+        serve(gateway, socket).instrument(span).await;
+    })
+}
+
+/// `GET /health` of the stream's listener.
+#[handler]
+fn health(Data(gateway): Data<&Arc<Gateway>>) -> Json<serde_json::Value> {
+    Json(json!({
+        "status": "healthy",
+        "service": "websocket-service",
+        "version": env!("CARGO_PKG_VERSION"),
+        "clients_connected": gateway.market_streams.connections(),
+    }))
+}
+
+/// What one connection holds besides its socket.
+struct Session {
+    gateway: Arc<Gateway>,
+    subscriber: Subscriber,
+    outbox: Arc<Outbox>,
+    symbols: BTreeSet<Symbol>,
+    limiter: DefaultDirectRateLimiter,
+}
+
+async fn serve(gateway: Arc<Gateway>, socket: Socket) {
+    let config = gateway.config.market_stream.clone();
+    let outbox = Arc::new(Outbox::new(gateway.quotes_outbox_limits.clone()));
+    let subscriber = gateway
+        .hub
+        .register_dialect(outbox.clone(), Dialect::Usdcop);
+    let id = gateway.market_streams.next.fetch_add(1, Ordering::Relaxed);
+    gateway
+        .market_streams
+        .sessions
+        .lock()
+        .insert(id, outbox.clone());
+    gateway.stats.connection_opened();
+    if gateway.shutdown.is_cancelled() {
+        outbox.close(close::GOING_AWAY);
+    }
+    let per_minute = NonZeroU32::new(config.messages_per_minute).unwrap_or(NonZeroU32::MIN);
+    let mut session = Session {
+        gateway: gateway.clone(),
+        subscriber: subscriber.clone(),
+        outbox: outbox.clone(),
+        symbols: BTreeSet::new(),
+        limiter: RateLimiter::direct(Quota::per_minute(per_minute)),
+    };
+    let (sink, mut stream) = socket.split();
+    let ping_every = Duration::from_millis(gateway.config.ws.ping_interval_ms);
+    let mut writer = tokio::spawn(write_loop(
+        sink,
+        outbox.clone(),
+        gateway.clone(),
+        ping_every,
+    ));
+    let every = Duration::from_millis(config.heartbeat_ms.max(1));
+    let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut unanswered = 0u32;
+    let mut writer_done = false;
+    loop {
+        tokio::select! {
+            message = stream.next() => match message {
+                Some(Ok(Message::Text(text))) => {
+                    gateway.stats.frame_in();
+                    if let Some(Command::Pong) = session.on_text(&text) {
+                        unanswered = 0;
+                    }
+                }
+                Some(Ok(Message::Binary(_))) => {
+                    gateway.stats.frame_in();
+                    session.error(
+                        UsdcopErrorCode::InvalidMessage,
+                        "Invalid message format: binary frames are not part of the protocol; send JSON text",
+                    );
+                }
+                Some(Ok(Message::Close(_))) => break,
+                Some(Ok(_)) => {}
+                Some(Err(error)) => {
+                    tracing::debug!(%error, "read failed");
+                    break;
+                }
+                None => break,
+            },
+            _ = heartbeat.tick() => {
+                if unanswered >= config.missed_heartbeats {
+                    outbox.close(close::HEARTBEAT_TIMEOUT);
+                    continue;
+                }
+                unanswered += 1;
+                let count = gateway.market_streams.connections() as u64;
+                outbox.push_control(usdcop::heartbeat(count, jiff::Timestamp::now()));
+            }
+            _ = &mut writer => {
+                writer_done = true;
+                break;
+            }
+        }
+    }
+    gateway.market_streams.sessions.lock().remove(&id);
+    finish_writer(&gateway, &subscriber, writer, writer_done).await;
+    gateway.stats.dropped(outbox.discarded());
+    gateway.stats.connection_closed();
+}
+
+impl Session {
+    fn error(&self, code: UsdcopErrorCode, message: impl Into<String>) {
+        self.gateway.stats.error_sent(format!("usdcop_{code}"));
+        self.outbox
+            .push_control(usdcop::error(code, message, jiff::Timestamp::now()));
+    }
+
+    /// Applies one client text frame; returns the command it was.
+    fn on_text(&mut self, text: &str) -> Option<Command> {
+        let max = self.gateway.config.ws.max_frame_bytes;
+        if text.len() > max {
+            self.error(
+                UsdcopErrorCode::InvalidMessage,
+                format!("frame of {} bytes; at most {max}", text.len()),
+            );
+            self.outbox.close(close::FRAME_TOO_LARGE);
+            return None;
+        }
+        if self.limiter.check().is_err() {
+            let limit = self.gateway.config.market_stream.messages_per_minute;
+            self.error(
+                UsdcopErrorCode::RateLimitExceeded,
+                format!("more than {limit} messages per minute; disconnecting"),
+            );
+            self.outbox.close(RATE_LIMITED);
+            return None;
+        }
+        let command = match usdcop::decode(text) {
+            Ok(command) => command,
+            Err(message) => {
+                self.error(UsdcopErrorCode::InvalidMessage, message);
+                return None;
+            }
+        };
+        match &command {
+            Command::Subscribe(names) => self.subscribe(names),
+            Command::Unsubscribe(names) => self.unsubscribe(names),
+            Command::Pong => {}
+        }
+        Some(command)
+    }
+
+    fn subscribe(&mut self, names: &[String]) {
+        let wanted = canonical(names);
+        let new = wanted
+            .iter()
+            .filter(|name| !self.symbols.iter().any(|s| &**s == name.as_str()))
+            .count();
+        let max = self.gateway.config.market_stream.max_subscriptions;
+        // The limit comes before symbol validation (seed 000).
+        if self.symbols.len() + new > max {
+            self.error(
+                UsdcopErrorCode::RateLimitExceeded,
+                format!(
+                    "at most {max} subscriptions per connection: {} held, {new} more requested",
+                    self.symbols.len()
+                ),
+            );
+            return;
+        }
+        let mut valid = Vec::new();
+        let mut invalid = Vec::new();
+        for name in wanted {
+            match self.gateway.hub.symbols().get(&name) {
+                Some(symbol) => valid.push(symbol),
+                None => invalid.push(name),
+            }
+        }
+        if !valid.is_empty() || invalid.is_empty() {
+            let names = valid.iter().map(ToString::to_string).collect();
+            self.outbox
+                .push_control(usdcop::ack(true, names, jiff::Timestamp::now()));
+        }
+        for name in invalid {
+            self.error(
+                UsdcopErrorCode::InvalidSymbol,
+                format!("Symbol '{name}' is not supported"),
+            );
+        }
+        for symbol in valid {
+            if let Some(message) = market_closed(&self.gateway, &symbol) {
+                self.error(UsdcopErrorCode::MarketClosed, message);
+            }
+            if self.symbols.insert(symbol.clone()) {
+                self.gateway.hub.subscribe_stream(
+                    &self.subscriber,
+                    Channel::MarketData,
+                    Some(TopicKey::Symbol(symbol)),
+                );
+            }
+        }
+    }
+
+    fn unsubscribe(&mut self, names: &[String]) {
+        let wanted = canonical(names);
+        for name in &wanted {
+            let held = self
+                .symbols
+                .iter()
+                .find(|s| &***s == name.as_str())
+                .cloned();
+            if let Some(symbol) = held {
+                self.symbols.remove(&symbol);
+                self.gateway.hub.unsubscribe_stream(
+                    &self.subscriber,
+                    Channel::MarketData,
+                    Some(TopicKey::Symbol(symbol)),
+                );
+            }
+        }
+        self.outbox
+            .push_control(usdcop::ack(false, wanted, jiff::Timestamp::now()));
+    }
+}
+
+/// Upper-case, trimmed, de-duplicated names, in request order.
+fn canonical(names: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(names.len());
+    for name in names {
+        let name = name.trim().to_ascii_uppercase();
+        if !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    out
+}
+
+/// The `MARKET_CLOSED` text for a symbol whose market is closed now.
+fn market_closed(_gateway: &Gateway, _symbol: &Symbol) -> Option<String> {
+    None
+}
