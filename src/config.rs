@@ -27,6 +27,7 @@ pub struct Config {
     pub redis: RedisConfig,
     pub candles: CandlesConfig,
     pub quotes: QuotesConfig,
+    pub clock: ClockConfig,
     pub log: LogConfig,
 }
 
@@ -210,6 +211,22 @@ pub struct RedisConfig {
     pub cluster_nodes: Vec<String>,
     /// Prefix of every Redis channel and key tickgate uses (tenants, tests).
     pub prefix: String,
+}
+
+/// The clock the gateway reads the time of day from (the `clock` module):
+/// real time unless pinned or offset, so demos and CI can run at any hour.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClockConfig {
+    /// The instant the clock reads at start (RFC 3339 with an offset, e.g.
+    /// `2026-11-30T12:49:50-05:00`); it runs forward from there. Unset: real
+    /// time.
+    pub start_at: Option<String>,
+    /// Seconds added to real time (negative: the past). Ignored when
+    /// `start_at` is set.
+    pub offset_seconds: i64,
+    /// With `start_at`: the clock stands still there.
+    pub frozen: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -484,6 +501,8 @@ impl Config {
                 crate::market::candles::MAX_BARS
             ));
         }
+        crate::clock::Clock::from_config(&self.clock)
+            .map_err(|error| ConfigError::Invalid(error.to_string()))?;
         if self.quotes.max_tickers == 0 {
             return invalid("quotes.max_tickers must be at least 1".into());
         }
