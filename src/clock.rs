@@ -326,6 +326,26 @@ mod tests {
     }
 
     #[test]
+    fn start_at_may_be_quoted_or_a_bare_toml_datetime() {
+        use figment::{
+            Figment,
+            providers::{Format, Serialized, Toml},
+        };
+        for line in [
+            "start_at = 2026-11-30T12:49:50-05:00",
+            "start_at = \"2026-11-30T12:49:50-05:00\"",
+        ] {
+            let config: crate::Config =
+                Figment::from(Serialized::defaults(crate::Config::default()))
+                    .merge(Toml::string(&format!("[clock]\nfrozen = true\n{line}")))
+                    .extract()
+                    .unwrap();
+            let clock = Clock::from_config(&config.clock).unwrap();
+            assert_eq!(clock.now(), ts("2026-11-30T17:49:50Z"), "{line}");
+        }
+    }
+
+    #[test]
     fn from_config_errors() {
         let error = Clock::from_config(&config(Some("next monday"), 0, false)).unwrap_err();
         assert!(matches!(error, ClockError::StartAt { .. }), "{error}");
