@@ -30,6 +30,8 @@ pub struct Config {
     pub market_stream: MarketStreamConfig,
     pub orchestrator: OrchestratorConfig,
     pub rt_orchestrator: RtOrchestratorConfig,
+    pub clock: ClockConfig,
+    pub calendar: CalendarConfig,
     pub log: LogConfig,
 }
 
@@ -311,6 +313,115 @@ pub struct RedisConfig {
     pub prefix: String,
 }
 
+/// The clock the gateway reads the time of day from (the `clock` module):
+/// real time unless pinned or offset, so demos and CI can run at any hour.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClockConfig {
+    /// The instant the clock reads at start (RFC 3339 with an offset, e.g.
+    /// `2026-11-30T12:49:50-05:00`); it runs forward from there. Unset: real
+    /// time. Quoted or, in TOML, a bare datetime.
+    #[serde(deserialize_with = "instant_text")]
+    pub start_at: Option<String>,
+    /// Seconds added to real time (negative: the past). Ignored when
+    /// `start_at` is set.
+    pub offset_seconds: i64,
+    /// With `start_at`: the clock stands still there.
+    pub frozen: bool,
+}
+
+/// `clock.start_at` as text: a string, or a TOML datetime written without
+/// quotes (which TOML parses into a table of its own).
+fn instant_text<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Text {
+        Plain(String),
+        Toml {
+            #[serde(rename = "$__toml_private_datetime")]
+            datetime: String,
+        },
+    }
+    Ok(
+        Option::<Text>::deserialize(deserializer)?.map(|text| match text {
+            Text::Plain(text) | Text::Toml { datetime: text } => text,
+        }),
+    )
+}
+
+/// When each symbol trades (the `calendar` module).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CalendarConfig {
+    /// The schedule of every symbol not in `symbols`: `"24/7"` or a session.
+    pub default: ScheduleConfig,
+    /// Symbol (case-insensitive) -> `"24/7"` or a session.
+    pub symbols: BTreeMap<String, ScheduleConfig>,
+}
+
+/// A schedule: the keyword `"24/7"` (always open) or a weekly session.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum ScheduleConfig {
+    Keyword(String),
+    Session(SessionConfig),
+}
+
+/// A daily session in a time zone, `[open, close)`, not crossing midnight.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SessionConfig {
+    /// IANA time zone, e.g. `America/Bogota`.
+    pub tz: String,
+    /// Local opening time, `HH:MM` or `HH:MM:SS` (open from it).
+    pub open: String,
+    /// Local closing time (closed from it); after `open`.
+    pub close: String,
+    /// Trading days: `mon` .. `sun`.
+    pub weekdays: Vec<String>,
+    /// Days without a session: `colombia` or `none`.
+    #[serde(default = "no_holidays")]
+    pub holidays: String,
+}
+
+fn no_holidays() -> String {
+    "none".to_owned()
+}
+
+impl SessionConfig {
+    /// Monday to Friday, 08:00 to 12:55 in Bogota, except Colombian holidays:
+    /// the USDCOP spot market.
+    pub fn bogota_fx() -> Self {
+        Self {
+            tz: "America/Bogota".to_owned(),
+            open: "08:00".to_owned(),
+            close: "12:55".to_owned(),
+            weekdays: ["mon", "tue", "wed", "thu", "fri"]
+                .map(String::from)
+                .to_vec(),
+            holidays: "colombia".to_owned(),
+        }
+    }
+}
+
+impl Default for CalendarConfig {
+    fn default() -> Self {
+        Self {
+            default: ScheduleConfig::Keyword("24/7".to_owned()),
+            symbols: ["USDCOP", "USDBRL"]
+                .map(|symbol| {
+                    (
+                        symbol.to_owned(),
+                        ScheduleConfig::Session(SessionConfig::bogota_fx()),
+                    )
+                })
+                .into(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
@@ -584,6 +695,10 @@ impl Config {
                 crate::market::candles::MAX_BARS
             ));
         }
+        crate::clock::Clock::from_config(&self.clock)
+            .map_err(|error| ConfigError::Invalid(error.to_string()))?;
+        crate::calendar::Calendar::from_config(&self.calendar)
+            .map_err(|error| ConfigError::Invalid(error.to_string()))?;
         if self.quotes.max_tickers == 0 {
             return invalid("quotes.max_tickers must be at least 1".into());
         }

@@ -5,11 +5,15 @@
 //! (`protocol`) and pushes the shared frame into every subscribed
 //! connection's bounded outbox; each connection (`session`) writes its outbox
 //! to the socket. REST (`rest`) reads the hub's statistics and the candles
-//! (`market`). Message types come from `asyncapi.yaml` (`spec`).
+//! (`market`). Message types come from `asyncapi.yaml` (`spec`). The market
+//! calendar (`calendar`) says when each symbol trades, at the time the
+//! gateway's clock (`clock`) reads.
 //! See ARCHITECTURE.md for the map.
 
 pub mod auth;
 pub mod broker;
+pub mod calendar;
+pub mod clock;
 pub mod config;
 pub mod dialects;
 pub mod event;
