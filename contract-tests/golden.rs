@@ -49,3 +49,31 @@ async fn served_asyncapi_documents_are_the_committed_file() {
         )
     );
 }
+
+/// The RT orchestrator's (8085) and the enhanced service's (8080) served
+/// OpenAPI documents equal their committed files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn served_usdcop_openapi_documents_are_the_committed_files() {
+    let server = TestServer::start(test_config()).await;
+    for (addr, file) in [
+        (server.rt_orchestrator_addr, "openapi.rt-orchestrator.yaml"),
+        (server.enhanced_addr, "openapi.enhanced.yaml"),
+    ] {
+        let addr = addr.expect("listener enabled");
+        let served = reqwest::get(format!("http://{addr}/openapi.yaml"))
+            .await
+            .expect("GET")
+            .text()
+            .await
+            .expect("body");
+        let committed =
+            std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file))
+                .unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert!(
+            served == committed,
+            "GET http://{addr}/openapi.yaml differs from the committed {file} \
+             (run `cargo run -- generate`): {}",
+            first_difference(&served, &committed)
+        );
+    }
+}

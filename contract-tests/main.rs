@@ -11,6 +11,7 @@
 //! - `golden`: the served documents equal the committed ones.
 //! - `candles`: the candles and quotes dialects' clients see every server
 //!   message of their channels, each valid against its schema.
+//! - `usdcop`: the same for the USD/COP streams (seeds 000 and 001).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -22,3 +23,4 @@ mod errors;
 mod examples;
 mod golden;
 mod rest;
+mod usdcop;

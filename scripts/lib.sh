@@ -25,7 +25,7 @@ start_gateway() {
   port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
   log="$(mktemp)"
   # A fresh store per run: the checks see a first start (with backfill).
-  TICKGATE_STORE__DATA_DIR="$(mktemp -d)" TICKGATE_CANDLES__PORT=0 TICKGATE_MARKET_STREAM__PORT=0 target/debug/tickgate --port "$port" >"$log" 2>&1 &
+  TICKGATE_STORE__DATA_DIR="$(mktemp -d)" TICKGATE_CANDLES__PORT=0 TICKGATE_MARKET_STREAM__PORT=0 TICKGATE_RT_ORCHESTRATOR__PORT=0 TICKGATE_ENHANCED__PORT=0 target/debug/tickgate --port "$port" >"$log" 2>&1 &
   GATEWAY_PID=$!
   trap 'kill "$GATEWAY_PID" 2>/dev/null || true; wait "$GATEWAY_PID" 2>/dev/null || true' EXIT
   GATEWAY_URL="http://127.0.0.1:$port"

@@ -30,6 +30,7 @@ pub struct Config {
     pub market_stream: MarketStreamConfig,
     pub orchestrator: OrchestratorConfig,
     pub rt_orchestrator: RtOrchestratorConfig,
+    pub enhanced: EnhancedConfig,
     pub clock: ClockConfig,
     pub calendar: CalendarConfig,
     pub log: LogConfig,
@@ -295,6 +296,25 @@ impl Default for RtOrchestratorConfig {
             enabled: true,
             port: 8085,
             requests_per_minute: 60,
+        }
+    }
+}
+
+/// Seed 001's enhanced WebSocket service (REST and streams) on its own listener.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EnhancedConfig {
+    /// Serve it (on `server.host`:`port`).
+    pub enabled: bool,
+    /// Port of its listener.
+    pub port: u16,
+}
+
+impl Default for EnhancedConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            port: 8080,
         }
     }
 }

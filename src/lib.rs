@@ -21,6 +21,7 @@ pub mod gateway;
 pub mod hub;
 pub mod market;
 pub mod metrics;
+pub mod orchestrator;
 pub mod protocol;
 pub mod rest;
 pub mod server;

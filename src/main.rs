@@ -69,7 +69,8 @@ enum Command {
         #[arg(long)]
         batch: Option<usize>,
     },
-    /// Regenerate generated/schemas/ and openapi.yaml from the specs and code.
+    /// Regenerate generated/schemas/ and the OpenAPI documents (openapi.yaml,
+    /// openapi.rt-orchestrator.yaml, openapi.enhanced.yaml) from the specs and code.
     Generate {
         /// Only check: exit 1 and list the files that are stale.
         #[arg(long)]
@@ -235,8 +236,19 @@ fn generated_files() -> Result<Vec<(PathBuf, String)>> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let yaml = runtime.block_on(async { Gateway::new(config).map(rest::openapi_yaml) })?;
-    files.push((PathBuf::from("openapi.yaml"), yaml));
+    let gateway = runtime.block_on(async { Gateway::new(config) })?;
+    files.push((
+        PathBuf::from("openapi.yaml"),
+        rest::openapi_yaml(gateway.clone()),
+    ));
+    files.push((
+        PathBuf::from("openapi.rt-orchestrator.yaml"),
+        tickgate::dialects::rt_orchestrator::openapi_yaml(gateway.clone()),
+    ));
+    files.push((
+        PathBuf::from("openapi.enhanced.yaml"),
+        tickgate::dialects::enhanced::openapi_yaml(gateway),
+    ));
     Ok(files)
 }
 

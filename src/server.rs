@@ -29,7 +29,7 @@ use crate::{
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error(
-        "cannot listen on {addr}: {source}; pick another port (--port; candles.port, market_stream.port for the dialects with their own listener) or stop what holds it"
+        "cannot listen on {addr}: {source}; pick another port (--port; candles.port, market_stream.port, rt_orchestrator.port, enhanced.port for the dialects with their own listener) or stop what holds it"
     )]
     Bind {
         addr: SocketAddr,
@@ -59,6 +59,10 @@ pub enum Listener {
     Candles,
     /// Seed 000's market-data stream (`market_stream.port`).
     MarketStream,
+    /// Seed 000's RT orchestrator REST API (`rt_orchestrator.port`).
+    RtOrchestrator,
+    /// Seed 001's enhanced service: REST and streams (`enhanced.port`).
+    Enhanced,
 }
 
 impl Listener {
@@ -71,6 +75,12 @@ impl Listener {
             Listener::MarketStream => crate::dialects::market_stream::routes(gateway)
                 .map_to_response()
                 .boxed(),
+            Listener::RtOrchestrator => crate::dialects::rt_orchestrator::routes(gateway)
+                .map_to_response()
+                .boxed(),
+            Listener::Enhanced => crate::dialects::enhanced::routes(gateway)
+                .map_to_response()
+                .boxed(),
         }
     }
 
@@ -79,6 +89,12 @@ impl Listener {
             Listener::Candles => format!("candles dialect listening; ws://{addr}/"),
             Listener::MarketStream => {
                 format!("market-data stream listening; ws://{addr}/ws/market-data")
+            }
+            Listener::RtOrchestrator => {
+                format!("RT orchestrator API listening; http://{addr}/docs")
+            }
+            Listener::Enhanced => {
+                format!("enhanced service listening; ws://{addr}/ws, http://{addr}/docs")
             }
         }
     }
@@ -112,6 +128,16 @@ pub async fn bind(config: Config) -> Result<Bound, ServerError> {
             Listener::MarketStream,
             config.market_stream.enabled,
             config.market_stream.port,
+        ),
+        (
+            Listener::RtOrchestrator,
+            config.rt_orchestrator.enabled,
+            config.rt_orchestrator.port,
+        ),
+        (
+            Listener::Enhanced,
+            config.enhanced.enabled,
+            config.enhanced.port,
         ),
     ] {
         if enabled {
@@ -166,7 +192,20 @@ impl Bound {
             gateway.hub.clone(),
             gateway.candles.clone(),
             Some(gateway.writer.clone()),
+        )
+        .with_gate(gateway.orchestrator.clone());
+        gateway.tasks.spawn(
+            gateway
+                .orchestrator
+                .clone()
+                .run(gateway.writer.store().clone(), gateway.shutdown.clone()),
         );
+        gateway
+            .tasks
+            .spawn(crate::dialects::market_stream::run_market_events(
+                gateway.clone(),
+                gateway.shutdown.clone(),
+            ));
         if let Some(broker) = &gateway.broker {
             broker.spawn(ingest.clone(), &gateway.tasks, gateway.shutdown.clone());
             ingest = ingest.with_relay(broker.clone());
@@ -276,7 +315,10 @@ async fn prepare_store(gateway: &Gateway) -> Result<(), ServerError> {
     let now = jiff::Timestamp::now();
     let config = &gateway.config;
     if config.simulator.enabled {
-        match simulator::backfill(&config.simulator, &gateway.hub, store, now).await {
+        // The synthetic history ends at the gateway's clock, so a pinned
+        // clock finds history as fresh as a real one would.
+        let until = gateway.clock.now();
+        match simulator::backfill(&config.simulator, &gateway.hub, store, until).await {
             Ok(symbols) if !symbols.is_empty() => {
                 tracing::info!(
                     symbols = symbols.len(),

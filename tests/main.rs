@@ -11,4 +11,5 @@ mod quotes;
 mod redis;
 mod rest;
 mod store;
+mod usdcop;
 mod ws;

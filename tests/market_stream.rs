@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use tickgate::Config;
 use tokio_tungstenite::{connect_async, tungstenite::Error as WsError};
 
-use crate::support::{Client, TestServer, WAIT, test_config, token};
+use crate::support::{Client, MARKET_OPEN, TestServer, WAIT, pin_clock, test_config, token};
 
 fn url(server: &TestServer, query: &str) -> String {
     let addr = server.market_stream_addr.expect("market stream enabled");
@@ -36,6 +36,7 @@ async fn reply(client: &mut Client) -> Value {
 fn config(edit: impl FnOnce(&mut Config)) -> Config {
     let mut config = test_config();
     config.candles.enabled = false;
+    pin_clock(&mut config, MARKET_OPEN, false);
     edit(&mut config);
     config
 }

@@ -513,6 +513,8 @@ async fn a_separate_process_shares_its_ticks_and_can_die() {
         .env("TICKGATE_REDIS__PREFIX", &prefix)
         .env("TICKGATE_CANDLES__ENABLED", "false")
         .env("TICKGATE_MARKET_STREAM__ENABLED", "false")
+        .env("TICKGATE_RT_ORCHESTRATOR__ENABLED", "false")
+        .env("TICKGATE_ENHANCED__ENABLED", "false")
         .env("TICKGATE_STORE__DATA_DIR", &data)
         .env("TICKGATE_SIMULATOR__SYMBOLS", "[ZQP1]")
         .env("TICKGATE_SIMULATOR__TICK_INTERVAL_MS", "[20, 40]")

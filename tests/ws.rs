@@ -62,7 +62,7 @@ async fn welcome_lists_channels_limits_and_symbols() {
     assert_eq!(
         symbols,
         HashSet::from([
-            "AAPL", "GOOGL", "MSFT", "TSLA", "AMZN", "NVDA", "META", "BTC/USDT"
+            "AAPL", "GOOGL", "MSFT", "TSLA", "AMZN", "NVDA", "META", "BTC/USDT", "USDCOP", "USDBRL"
         ])
     );
 }

@@ -418,6 +418,152 @@ fn canonical(names: &[String]) -> Vec<String> {
 }
 
 /// The `MARKET_CLOSED` text for a symbol whose market is closed now.
-fn market_closed(_gateway: &Gateway, _symbol: &Symbol) -> Option<String> {
-    None
+fn market_closed(gateway: &Gateway, symbol: &Symbol) -> Option<String> {
+    let schedule = gateway.calendar.schedule(symbol);
+    let now = gateway.clock.now();
+    if schedule.is_open(now) {
+        return None;
+    }
+    let next = schedule
+        .next_open(now)
+        .map(|z| z.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string())?;
+    Some(format!(
+        "Market is closed for {symbol}; next session starts {next}"
+    ))
+}
+
+/// A market event of the stream's calendar.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum MarketEvent {
+    /// Five minutes before the open.
+    Opening,
+    /// The open (nothing is sent; the orchestrator starts collecting).
+    Open,
+    /// Five minutes before the close.
+    Closing,
+    /// The close: every connection is told and closed.
+    Closed,
+}
+
+/// The next event of `schedule` after `now`, and when it happens.
+fn next_event(
+    schedule: &crate::calendar::Schedule,
+    now: jiff::Timestamp,
+) -> Option<(jiff::Timestamp, MarketEvent)> {
+    let window = crate::calendar::CLOSING_WINDOW;
+    let info = schedule.session(now);
+    if info.market_open {
+        let close = info.current_session_end?.timestamp();
+        let closing = close - window;
+        return Some(match now < closing {
+            true => (closing, MarketEvent::Closing),
+            false => (close, MarketEvent::Closed),
+        });
+    }
+    let open = schedule.next_open(now)?.timestamp();
+    let opening = open - window;
+    Some(match now < opening {
+        true => (opening, MarketEvent::Opening),
+        false => (open, MarketEvent::Open),
+    })
+}
+
+/// Sends the calendar's `system_status` frames to every stream connection
+/// (`market_opening`, `market_closing`, `market_closed`, then the close),
+/// and `degraded_service` when the store or a configured Redis goes down.
+pub async fn run_market_events(
+    gateway: Arc<Gateway>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    use crate::spec::{
+        UsdcopTime,
+        messages::{UsdcopStatus, UsdcopStatusDetails},
+    };
+    let orchestrator = gateway.orchestrator.clone();
+    let clock = orchestrator.clock().clone();
+    let mut degraded = false;
+    loop {
+        let now = clock.now();
+        let next = next_event(orchestrator.schedule(), now);
+        let wake = async {
+            match next {
+                Some((at, _)) => clock.sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = wake => {}
+            () = tokio::time::sleep(Duration::from_secs(1)) => {
+                // The health monitor's turn.
+                let down = gateway.writer.stats().is_down()
+                    || gateway.broker.as_ref().is_some_and(|b| !b.connected());
+                if down && !degraded {
+                    gateway.market_streams.broadcast(&usdcop::system_status(
+                        UsdcopStatus::DegradedService,
+                        "Reduced functionality: the store or Redis is unreachable; data keeps flowing from the gateway's own sources",
+                        None,
+                        jiff::Timestamp::now(),
+                    ));
+                }
+                degraded = down;
+                continue;
+            }
+        }
+        let Some((at, event)) = next else {
+            continue;
+        };
+        let now = clock.now();
+        if now < at {
+            continue;
+        }
+        let seconds =
+            |t: jiff::Timestamp| u64::try_from(t.duration_since(now).as_secs().max(0)).ok();
+        match event {
+            MarketEvent::Opening => {
+                let open = at + crate::calendar::CLOSING_WINDOW;
+                gateway.market_streams.broadcast(&usdcop::system_status(
+                    UsdcopStatus::MarketOpening,
+                    "Market opening in 5 minutes",
+                    Some(UsdcopStatusDetails {
+                        market_open_time: Some(UsdcopTime(open)),
+                        seconds_until_open: seconds(open),
+                        ..Default::default()
+                    }),
+                    now,
+                ));
+            }
+            MarketEvent::Open => {}
+            MarketEvent::Closing => {
+                let close = at + crate::calendar::CLOSING_WINDOW;
+                gateway.market_streams.broadcast(&usdcop::system_status(
+                    UsdcopStatus::MarketClosing,
+                    "Market closing in 5 minutes",
+                    Some(UsdcopStatusDetails {
+                        market_close_time: Some(UsdcopTime(close)),
+                        seconds_until_close: seconds(close),
+                        ..Default::default()
+                    }),
+                    now,
+                ));
+            }
+            MarketEvent::Closed => {
+                let next_open = orchestrator
+                    .schedule()
+                    .next_open(now)
+                    .map(|z| UsdcopTime(z.timestamp()));
+                let frame = usdcop::system_status(
+                    UsdcopStatus::MarketClosed,
+                    "Market closed, disconnecting",
+                    Some(UsdcopStatusDetails {
+                        next_session_start: next_open,
+                        ..Default::default()
+                    }),
+                    now,
+                );
+                gateway.market_streams.close_all(&frame, MARKET_CLOSED);
+            }
+        }
+        // Past this event: the next round looks for the one after.
+    }
 }

@@ -2,5 +2,7 @@
 //! sessions and rooms over the shared core. Their codecs live in `protocol`.
 
 pub mod candles;
+pub mod enhanced;
 pub mod market_stream;
 pub mod quotes;
+pub mod rt_orchestrator;

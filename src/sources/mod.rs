@@ -21,6 +21,15 @@ pub trait Relay: Send + Sync + 'static {
     fn relay(&self, event: &Event);
 }
 
+/// Decides whether a tick enters the core: the orchestrator lets ticks of
+/// symbols with trading hours through only while it collects.
+pub trait Gate: Send + Sync + 'static {
+    /// Whether a tick of `symbol` at `at` enters (and is counted as collected).
+    fn admit(&self, symbol: &Symbol, at: jiff::Timestamp) -> bool;
+    /// Whether other market data of `symbol` (trades, books) enters now.
+    fn allows(&self, symbol: &Symbol) -> bool;
+}
+
 /// The entry point of every source.
 #[derive(Clone)]
 pub struct Ingest {
@@ -28,6 +37,7 @@ pub struct Ingest {
     candles: Arc<CandleBook>,
     relay: Option<Arc<dyn Relay>>,
     writer: Option<Arc<Writer>>,
+    gate: Option<Arc<dyn Gate>>,
 }
 
 impl Ingest {
@@ -38,7 +48,14 @@ impl Ingest {
             candles,
             relay: None,
             writer,
+            gate: None,
         }
+    }
+
+    /// This entry with every tick first offered to `gate`.
+    pub fn with_gate(mut self, gate: Arc<dyn Gate>) -> Self {
+        self.gate = Some(gate);
+        self
     }
 
     /// This entry with every event also handed to `relay`.
@@ -67,7 +84,13 @@ impl Ingest {
         &self.candles
     }
 
+    /// A tick; dropped when the gate holds it back (its market is closed).
     pub fn tick(&self, symbol: &Symbol, at: jiff::Timestamp, tick: Tick) {
+        if let Some(gate) = &self.gate
+            && !gate.admit(symbol, at)
+        {
+            return;
+        }
         self.candles.on_tick(symbol, at, tick.price, tick.size);
         if let Some(writer) = &self.writer {
             writer.tick(TickRow {
@@ -109,6 +132,9 @@ impl Ingest {
     }
 
     pub fn book(&self, symbol: &Symbol, at: jiff::Timestamp, update: BookUpdate) {
+        if self.gate.as_ref().is_some_and(|gate| !gate.allows(symbol)) {
+            return;
+        }
         self.publish(
             Topic::symbol(Channel::Orderbook, symbol.clone()),
             at,
@@ -117,6 +143,9 @@ impl Ingest {
     }
 
     pub fn trade(&self, symbol: &Symbol, at: jiff::Timestamp, trade: Trade) {
+        if self.gate.as_ref().is_some_and(|gate| !gate.allows(symbol)) {
+            return;
+        }
         self.publish(
             Topic::symbol(Channel::Trades, symbol.clone()),
             at,

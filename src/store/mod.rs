@@ -430,6 +430,33 @@ impl Store {
         })
     }
 
+    /// The newest `system_health` row of `service_name` with `status`: its
+    /// details (JSON), when there is one.
+    ///
+    /// # Errors
+    /// Any database error.
+    pub async fn latest_health(
+        &self,
+        service_name: &str,
+        status: &str,
+    ) -> Result<Option<serde_json::Value>, StoreError> {
+        with_pool!(self, |pool, Db| {
+            let mut query = QueryBuilder::<Db>::new(
+                "SELECT CAST(details AS TEXT) FROM system_health WHERE service_name = ",
+            );
+            query.push_bind(service_name.to_owned());
+            query.push(" AND status = ");
+            query.push_bind(status.to_owned());
+            query.push(" ORDER BY id DESC LIMIT 1");
+            let row = query.build().fetch_optional(pool).await?;
+            Ok(row
+                .map(|row| row.try_get::<Option<String>, _>(0))
+                .transpose()?
+                .flatten()
+                .and_then(|text| serde_json::from_str(&text).ok()))
+        })
+    }
+
     /// Rows in `table` (one of the three), for tests and the ingest benchmark.
     ///
     /// # Errors

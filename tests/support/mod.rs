@@ -41,8 +41,20 @@ pub fn test_config() -> Config {
     config.candles.port = 0;
     config.candles.update_ms = 100;
     config.market_stream.port = 0;
+    config.rt_orchestrator.port = 0;
+    config.enhanced.port = 0;
     config
 }
+
+/// `config` with the gateway's clock pinned at `at` (running, or frozen),
+/// so market rules never depend on the hour the suite runs at.
+pub fn pin_clock(config: &mut Config, at: &str, frozen: bool) {
+    config.clock.start_at = Some(at.into());
+    config.clock.frozen = frozen;
+}
+
+/// Inside a USDCOP session: Monday 30 November 2026, 10:00 in Bogota.
+pub const MARKET_OPEN: &str = "2026-11-30T10:00:00-05:00";
 
 /// A new empty directory under the system's temp dir, unique to this
 /// process and call.
@@ -63,6 +75,10 @@ pub struct TestServer {
     pub candles_addr: Option<SocketAddr>,
     /// The market-data stream's listener (seed 000), when enabled.
     pub market_stream_addr: Option<SocketAddr>,
+    /// The RT orchestrator's REST listener (seed 000), when enabled.
+    pub rt_orchestrator_addr: Option<SocketAddr>,
+    /// Seed 001's enhanced service listener, when enabled.
+    pub enhanced_addr: Option<SocketAddr>,
     pub gateway: Arc<Gateway>,
     stop: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<Result<(), tickgate::ServerError>>>,
@@ -74,6 +90,8 @@ impl TestServer {
         let addr = bound.local_addr();
         let candles_addr = bound.candles_addr();
         let market_stream_addr = bound.dialect_addr(tickgate::server::Listener::MarketStream);
+        let rt_orchestrator_addr = bound.dialect_addr(tickgate::server::Listener::RtOrchestrator);
+        let enhanced_addr = bound.dialect_addr(tickgate::server::Listener::Enhanced);
         let gateway = bound.gateway().clone();
         let (stop, stopped) = oneshot::channel::<()>();
         let handle = tokio::spawn(bound.run(async {
@@ -83,6 +101,8 @@ impl TestServer {
             addr,
             candles_addr,
             market_stream_addr,
+            rt_orchestrator_addr,
+            enhanced_addr,
             gateway,
             stop: Some(stop),
             handle: Some(handle),

@@ -148,6 +148,8 @@ async function startGateway(port) {
     ...process.env,
     TICKGATE_CANDLES__PORT: "0",
     TICKGATE_MARKET_STREAM__PORT: "0",
+    TICKGATE_RT_ORCHESTRATOR__PORT: "0",
+    TICKGATE_ENHANCED__PORT: "0",
     TICKGATE_STORE__DATA_DIR: mkdtempSync(join(tmpdir(), "tickgate-ts-")),
   };
   const child = spawn(`${repoRoot}target/debug/tickgate`, ["--port", String(port)], {
