@@ -10,4 +10,5 @@ mod quotes;
 mod redis;
 mod rest;
 mod store;
+mod upstream;
 mod ws;
