@@ -643,3 +643,46 @@ async fn no_key_no_source() {
     assert_eq!(pool.usage().total_keys, 0);
     assert_eq!(pool.usage().current_key_index, None);
 }
+
+#[test]
+fn the_configuration_section_loads_and_never_shows_a_key() {
+    let dir = crate::support::temp_dir("upstream-config");
+    let file = dir.join("tickgate.toml");
+    std::fs::write(
+        &file,
+        r#"
+[upstream.twelvedata]
+mode = "rest"
+poll_ms = 500
+keys = ["config-secret-key-0001"]
+symbols = { EURUSD = "EUR/USD" }
+"#,
+    )
+    .unwrap();
+    let config = tickgate::Config::load(Some(&file)).expect("loads");
+    let td = &config.upstream.twelvedata;
+    assert_eq!(td.mode, UpstreamMode::Rest);
+    assert_eq!((td.poll_ms, td.min_key_spacing_ms), (500, 8000));
+    assert_eq!(td.keys[0].expose(), "config-secret-key-0001");
+    assert!(!format!("{config:?}").contains("config-secret-key-0001"));
+    let pool = upstream::key_pool(
+        td,
+        vec![(
+            "TWELVEDATA_API_KEY".to_owned(),
+            "env-secret-key-0001".to_owned(),
+        )],
+    );
+    let masked: Vec<String> = pool.usage().keys.into_iter().map(|k| k.masked).collect();
+    assert_eq!(masked, ["env-…01", "conf…01"]);
+
+    let mut bad = config.clone();
+    bad.upstream.twelvedata.ws_url = "https://ws.example".into();
+    assert!(bad.validate().unwrap_err().to_string().contains("ws_url"));
+    let mut bad = config.clone();
+    bad.upstream.twelvedata.symbols = [("usd cop".to_owned(), "USD/COP".to_owned())].into();
+    assert!(bad.validate().unwrap_err().to_string().contains("symbols"));
+    let mut off = config;
+    off.upstream.twelvedata.enabled = false;
+    off.upstream.twelvedata.symbols.clear();
+    off.validate().expect("a disabled source is not checked");
+}
