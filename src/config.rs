@@ -33,6 +33,7 @@ pub struct Config {
     pub enhanced: EnhancedConfig,
     pub clock: ClockConfig,
     pub calendar: CalendarConfig,
+    pub upstream: UpstreamConfig,
     pub log: LogConfig,
 }
 
@@ -442,6 +443,80 @@ impl Default for CalendarConfig {
     }
 }
 
+/// Upstream market-data providers (the `upstream` module).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UpstreamConfig {
+    pub twelvedata: TwelveDataConfig,
+}
+
+/// How the TwelveData source collects.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamMode {
+    /// One price stream (`ws_url`) for all symbols.
+    #[default]
+    Websocket,
+    /// `GET {rest_url}/quote` per symbol every `poll_ms`.
+    Rest,
+}
+
+/// The TwelveData source and its API-key pool. Keys come from the
+/// `TWELVEDATA_API_KEY*` environment variables (see `upstream::keys`) and
+/// from `keys`; the source starts only when `enabled` and at least one key
+/// is configured.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TwelveDataConfig {
+    pub enabled: bool,
+    /// Base URL of the REST API (`/quote`, `/price`).
+    pub rest_url: String,
+    /// URL of the WebSocket price stream (`?apikey=` is appended).
+    pub ws_url: String,
+    pub mode: UpstreamMode,
+    /// Pause between two polling rounds in `rest` mode.
+    pub poll_ms: u64,
+    /// Least time between two uses of one key.
+    pub min_key_spacing_ms: u64,
+    /// How long a rate-limited key rests when the provider gives no
+    /// `Retry-After`.
+    pub rate_limit_cooldown_ms: u64,
+    /// Gateway symbol -> provider symbol.
+    pub symbols: BTreeMap<String, String>,
+    /// Keys after the environment's (serialized masked).
+    pub keys: Vec<crate::upstream::keys::ApiKey>,
+    /// First reconnect delay of the stream; it doubles up to
+    /// `reconnect_max_ms`, each delay drawn in [half, full] (jitter).
+    pub reconnect_min_ms: u64,
+    pub reconnect_max_ms: u64,
+    /// Interval of `{"action":"heartbeat"}` on the stream.
+    pub heartbeat_ms: u64,
+    /// Limit of one REST request or stream handshake.
+    pub request_timeout_ms: u64,
+}
+
+impl Default for TwelveDataConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            rest_url: "https://api.twelvedata.com".into(),
+            ws_url: "wss://ws.twelvedata.com/v1/quotes/price".into(),
+            mode: UpstreamMode::Websocket,
+            poll_ms: 8000,
+            min_key_spacing_ms: 8000,
+            rate_limit_cooldown_ms: 60_000,
+            symbols: [("USDCOP", "USD/COP"), ("USDBRL", "USD/BRL")]
+                .map(|(ours, theirs)| (ours.to_owned(), theirs.to_owned()))
+                .into(),
+            keys: Vec::new(),
+            reconnect_min_ms: 1000,
+            reconnect_max_ms: 30_000,
+            heartbeat_ms: 10_000,
+            request_timeout_ms: 10_000,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
@@ -737,6 +812,37 @@ impl Config {
                 "store.url (DATABASE_URL) must start with sqlite:, postgres:// or postgresql://"
                     .into(),
             );
+        }
+        let td = &self.upstream.twelvedata;
+        if td.enabled {
+            if !(td.rest_url.starts_with("http://") || td.rest_url.starts_with("https://")) {
+                return invalid(
+                    "upstream.twelvedata.rest_url must start with http:// or https://".into(),
+                );
+            }
+            if !(td.ws_url.starts_with("ws://") || td.ws_url.starts_with("wss://")) {
+                return invalid(
+                    "upstream.twelvedata.ws_url must start with ws:// or wss://".into(),
+                );
+            }
+            if td.symbols.is_empty() {
+                return invalid("upstream.twelvedata.symbols must map at least one symbol".into());
+            }
+            for (ours, theirs) in &td.symbols {
+                if crate::hub::Symbols::canonical(ours).is_err() || theirs.trim().is_empty() {
+                    return invalid(format!(
+                        "upstream.twelvedata.symbols.{ours}: a gateway symbol (A-Z, 0-9, ./_:-^=) mapped to a provider symbol"
+                    ));
+                }
+            }
+            if td.poll_ms == 0
+                || td.heartbeat_ms == 0
+                || td.request_timeout_ms == 0
+                || td.reconnect_min_ms == 0
+                || td.reconnect_max_ms < td.reconnect_min_ms
+            {
+                return invalid("upstream.twelvedata: poll_ms, heartbeat_ms, request_timeout_ms and reconnect_min_ms must be positive, reconnect_max_ms at least reconnect_min_ms".into());
+            }
         }
         if !matches!(self.auth.algorithm.as_str(), "HS256" | "RS256" | "ES256") {
             return invalid("auth.algorithm must be HS256, RS256 or ES256".into());

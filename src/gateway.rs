@@ -42,6 +42,10 @@ pub struct Gateway {
     pub calendar: Arc<crate::calendar::Calendar>,
     /// When real-time data of calendar-bound symbols is collected.
     pub orchestrator: Arc<crate::orchestrator::Orchestrator>,
+    /// The upstream provider's API keys (`TWELVEDATA_API_KEY*`, `upstream.twelvedata.keys`).
+    pub keys: Arc<crate::upstream::keys::KeyPool>,
+    /// The upstream source's connection state.
+    pub upstream: Arc<crate::upstream::UpstreamStatus>,
     /// One permit per open WebSocket connection (`server.max_connections`).
     pub connections: Arc<Semaphore>,
     /// Cancelled when shutdown begins.
@@ -60,6 +64,15 @@ impl Gateway {
     /// An auth configuration that cannot be used (unreadable key), or a
     /// store that cannot be opened.
     pub fn new(config: Config) -> Result<Arc<Self>, GatewayError> {
+        Self::with_env(config, Vec::new())
+    }
+
+    /// A gateway whose API-key pool also reads `env` (the binary passes the
+    /// process environment; tests pass nothing).
+    ///
+    /// # Errors
+    /// As `new`.
+    pub fn with_env(config: Config, env: Vec<(String, String)>) -> Result<Arc<Self>, GatewayError> {
         // Install the Prometheus recorder before anything records.
         crate::metrics::prometheus();
         let stats = Arc::new(Stats::default());
@@ -78,6 +91,7 @@ impl Gateway {
         });
         let broker = crate::broker::Broker::from_config(&config.redis)?;
         let clock = crate::clock::Clock::from_config(&config.clock)?;
+        let keys = Arc::new(crate::upstream::key_pool(&config.upstream.twelvedata, env));
         let calendar = Arc::new(crate::calendar::Calendar::from_config(&config.calendar)?);
         let orchestrator = crate::orchestrator::Orchestrator::new(
             config.orchestrator.clone(),
@@ -104,6 +118,8 @@ impl Gateway {
             clock,
             calendar,
             orchestrator,
+            keys,
+            upstream: Arc::new(crate::upstream::UpstreamStatus::new()),
             broker,
             config: Arc::new(config),
             hub,
@@ -138,20 +154,33 @@ impl Gateway {
     /// # Errors
     /// The reason there is nothing to rotate to.
     pub fn rotate_api_key(&self) -> Result<crate::dialects::rt_orchestrator::Rotation, String> {
-        Err("fewer than two API keys are configured (0); set TWELVEDATA_API_KEY_G1_1 ... TWELVEDATA_API_KEY_G2_8".into())
+        let rotation = self
+            .keys
+            .rotate(jiff::Timestamp::now())
+            .map_err(|error| error.to_string())?;
+        Ok(crate::dialects::rt_orchestrator::Rotation {
+            status: "rotated".into(),
+            previous_key_index: rotation.previous_key_index as u64,
+            current_key_index: rotation.current_key_index as u64,
+            remaining_credits: rotation.remaining_credits.map(u64::from),
+            next_reset: rotation
+                .next_reset
+                .map(crate::dialects::rt_orchestrator::utc),
+        })
     }
 
     /// The API-key pool's usage, as `/status` reports it.
     pub fn api_key_usage(&self) -> crate::dialects::enhanced::ApiKeyUsage {
+        let usage = self.keys.usage();
         crate::dialects::enhanced::ApiKeyUsage {
-            total_keys: 0,
-            current_key_index: None,
-            total_calls: 0,
+            total_keys: usage.total_keys as u64,
+            current_key_index: usage.current_key_index.map(|i| i as u64),
+            total_calls: usage.total_calls,
         }
     }
 
     /// Whether the upstream provider's stream is connected.
     pub fn upstream_connected(&self) -> bool {
-        false
+        self.upstream.snapshot().connected
     }
 }

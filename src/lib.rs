@@ -29,6 +29,7 @@ pub mod session;
 pub mod sources;
 pub mod spec;
 pub mod store;
+pub mod upstream;
 
 pub use config::Config;
 pub use server::{Bound, ServerError, bind, run};

@@ -141,7 +141,7 @@ fn real_main() -> Result<ExitCode> {
             config.validate()?;
             init_tracing(&config)?;
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-            runtime.block_on(tickgate::run(config))?;
+            runtime.block_on(tickgate::run(config, std::env::vars().collect()))?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -39,6 +39,8 @@ pub enum ServerError {
     Gateway(#[from] crate::gateway::GatewayError),
     #[error(transparent)]
     Symbol(#[from] crate::hub::InvalidSymbol),
+    #[error(transparent)]
+    Upstream(#[from] crate::upstream::SpawnError),
     #[error("server failed: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -113,6 +115,17 @@ async fn listen(addr: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr
 /// # Errors
 /// The address is taken, or the auth configuration is unusable.
 pub async fn bind(config: Config) -> Result<Bound, ServerError> {
+    bind_with_env(config, Vec::new()).await
+}
+
+/// `bind`, with the API-key pool also reading `env` (`TWELVEDATA_API_KEY*`).
+///
+/// # Errors
+/// As `bind`.
+pub async fn bind_with_env(
+    config: Config,
+    env: Vec<(String, String)>,
+) -> Result<Bound, ServerError> {
     let addr = SocketAddr::new(config.server.host, config.server.port);
     if config.auth.public_key_file.is_none() && config.auth.jwt_secret == DEV_JWT_SECRET {
         tracing::warn!("using the development JWT secret; set TICKGATE_JWT_SECRET in production");
@@ -145,7 +158,7 @@ pub async fn bind(config: Config) -> Result<Bound, ServerError> {
             dialects.push((listener, bound, addr));
         }
     }
-    let gateway = Gateway::new(config)?;
+    let gateway = Gateway::with_env(config, env)?;
     let (listener, addr) = listen(addr).await?;
     Ok(Bound {
         gateway,
@@ -210,6 +223,15 @@ impl Bound {
             broker.spawn(ingest.clone(), &gateway.tasks, gateway.shutdown.clone());
             ingest = ingest.with_relay(broker.clone());
         }
+        crate::upstream::spawn(
+            &config.upstream.twelvedata,
+            gateway.keys.clone(),
+            ingest.clone(),
+            gateway.orchestrator.gate(),
+            gateway.upstream.clone(),
+            gateway.shutdown.clone(),
+            &gateway.tasks,
+        )?;
         if config.simulator.enabled {
             simulator::spawn(
                 &config.simulator,
@@ -448,12 +470,16 @@ async fn run_heartbeat(gateway: Arc<Gateway>, shutdown: CancellationToken) {
     }
 }
 
-/// Binds and serves until Ctrl-C or SIGTERM.
+/// Binds and serves until Ctrl-C or SIGTERM; `env` is where the API-key
+/// pool reads `TWELVEDATA_API_KEY*` (the process environment, from `main`).
 ///
 /// # Errors
 /// As `bind` and `Bound::run`.
-pub async fn run(config: Config) -> Result<(), ServerError> {
-    bind(config).await?.run(shutdown_signal()).await
+pub async fn run(config: Config, env: Vec<(String, String)>) -> Result<(), ServerError> {
+    bind_with_env(config, env)
+        .await?
+        .run(shutdown_signal())
+        .await
 }
 
 async fn shutdown_signal() {

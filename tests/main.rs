@@ -11,5 +11,6 @@ mod quotes;
 mod redis;
 mod rest;
 mod store;
+mod upstream;
 mod usdcop;
 mod ws;

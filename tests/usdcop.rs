@@ -436,3 +436,35 @@ async fn latest_answers_with_the_last_close_while_the_market_is_closed() {
     assert_eq!(latest["source"], "store", "{latest}");
     assert!(latest["price"].as_f64().unwrap() > 0.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_keys_rotate_and_status_reports_the_real_pool_size() {
+    let server = TestServer::start(config(MARKET_OPEN, true, |c| {
+        // The pool without the source: nothing may reach the real provider.
+        c.upstream.twelvedata.enabled = false;
+        c.upstream.twelvedata.keys = ["key-one-0001", "key-two-0002", "key-three-03"]
+            .map(tickgate::upstream::keys::ApiKey::new)
+            .to_vec();
+    }))
+    .await;
+    let (_, _, status) = get(enhanced(&server, "/status")).await;
+    assert_eq!(status["api_key_usage"]["total_keys"], 3, "{status}");
+    let (code, first) = post(rt(&server, "/api/rotate-api-keys"), json!({})).await;
+    assert_eq!(code, 200, "{first}");
+    assert_eq!(first["status"], "rotated");
+    let (_, second) = post(rt(&server, "/api/rotate-api-keys"), json!({})).await;
+    assert_eq!(second["previous_key_index"], first["current_key_index"]);
+    assert_ne!(second["current_key_index"], first["current_key_index"]);
+    let text = format!("{status}{first}{second}");
+    assert!(!text.contains("key-one-0001"), "keys never appear in full");
+
+    let single = TestServer::start(config(MARKET_OPEN, true, |c| {
+        c.upstream.twelvedata.enabled = false;
+        c.upstream.twelvedata.keys = vec![tickgate::upstream::keys::ApiKey::new("only-one-key")];
+    }))
+    .await;
+    let (code, refused) = post(rt(&single, "/api/rotate-api-keys"), json!({})).await;
+    assert_eq!(code, 409, "{refused}");
+    let (_, _, status) = get(enhanced(&single, "/status")).await;
+    assert_eq!(status["api_key_usage"]["total_keys"], 1);
+}
