@@ -28,13 +28,12 @@ use crate::{
     dialects::rt_orchestrator::{OrchestratorError, local},
     event::{Payload, Symbol, TopicKey},
     gateway::Gateway,
-    hub::{Dialect, Outbox},
+    hub::Dialect,
     market::candles::Resolution,
     protocol::{Text, close},
     session::{
-        finish_writer,
+        close_stream, open_stream,
         upgrade::{Socket, accept, json_error},
-        write_loop,
     },
     spec::{
         UsdcopTime,
@@ -491,34 +490,19 @@ fn stream_symbol(
 }
 
 async fn serve(gateway: Arc<Gateway>, socket: Socket, symbol: Option<Symbol>) {
-    let outbox = Arc::new(Outbox::new(gateway.quotes_outbox_limits.clone()));
-    let subscriber = gateway
-        .hub
-        .register_dialect(outbox.clone(), Dialect::Usdcop);
-    gateway.stats.connection_opened();
+    let (mut conn, mut stream) = open_stream(&gateway, socket, Dialect::Usdcop);
+    let outbox = conn.outbox.clone();
     gateway
         .enhanced_clients
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    if gateway.shutdown.is_cancelled() {
-        outbox.close(close::GOING_AWAY);
-    }
     gateway.hub.subscribe_stream(
-        &subscriber,
+        &conn.subscriber,
         Channel::MarketData,
         symbol.map(TopicKey::Symbol),
     );
-    let (sink, mut stream) = socket.split();
-    let ping_every = Duration::from_millis(gateway.config.ws.ping_interval_ms);
-    let mut writer = tokio::spawn(write_loop(
-        sink,
-        outbox.clone(),
-        gateway.clone(),
-        ping_every,
-    ));
     let idle = Duration::from_millis(gateway.config.ws.idle_timeout_ms);
     let max_frame = gateway.config.ws.max_frame_bytes;
     let mut last_seen = Instant::now();
-    let mut writer_done = false;
     loop {
         tokio::select! {
             message = stream.next() => match message {
@@ -552,18 +536,13 @@ async fn serve(gateway: Arc<Gateway>, socket: Socket, symbol: Option<Symbol>) {
                 outbox.close(close::HEARTBEAT_TIMEOUT);
                 last_seen = Instant::now();
             }
-            _ = &mut writer => {
-                writer_done = true;
-                break;
-            }
+            () = conn.writer_stopped() => break,
         }
     }
-    finish_writer(&gateway, &subscriber, writer, writer_done).await;
     gateway
         .enhanced_clients
         .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-    gateway.stats.dropped(outbox.discarded());
-    gateway.stats.connection_closed();
+    close_stream(&gateway, conn).await;
 }
 
 /// The answer to one client text frame.

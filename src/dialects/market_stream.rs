@@ -44,9 +44,8 @@ use crate::{
         usdcop::{self, Command},
     },
     session::{
-        finish_writer,
+        close_stream, open_stream,
         upgrade::{Socket, accept, json_error},
-        write_loop,
     },
     spec::messages::{Channel, UsdcopErrorCode},
 };
@@ -210,41 +209,26 @@ struct Session {
 
 async fn serve(gateway: Arc<Gateway>, socket: Socket) {
     let config = gateway.config.market_stream.clone();
-    let outbox = Arc::new(Outbox::new(gateway.quotes_outbox_limits.clone()));
-    let subscriber = gateway
-        .hub
-        .register_dialect(outbox.clone(), Dialect::Usdcop);
+    let (mut conn, mut stream) = open_stream(&gateway, socket, Dialect::Usdcop);
+    let outbox = conn.outbox.clone();
     let id = gateway.market_streams.next.fetch_add(1, Ordering::Relaxed);
     gateway
         .market_streams
         .sessions
         .lock()
         .insert(id, outbox.clone());
-    gateway.stats.connection_opened();
-    if gateway.shutdown.is_cancelled() {
-        outbox.close(close::GOING_AWAY);
-    }
     let per_minute = NonZeroU32::new(config.messages_per_minute).unwrap_or(NonZeroU32::MIN);
     let mut session = Session {
         gateway: gateway.clone(),
-        subscriber: subscriber.clone(),
+        subscriber: conn.subscriber.clone(),
         outbox: outbox.clone(),
         symbols: BTreeSet::new(),
         limiter: RateLimiter::direct(Quota::per_minute(per_minute)),
     };
-    let (sink, mut stream) = socket.split();
-    let ping_every = Duration::from_millis(gateway.config.ws.ping_interval_ms);
-    let mut writer = tokio::spawn(write_loop(
-        sink,
-        outbox.clone(),
-        gateway.clone(),
-        ping_every,
-    ));
     let every = Duration::from_millis(config.heartbeat_ms.max(1));
     let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut unanswered = 0u32;
-    let mut writer_done = false;
     loop {
         tokio::select! {
             message = stream.next() => match message {
@@ -278,16 +262,11 @@ async fn serve(gateway: Arc<Gateway>, socket: Socket) {
                 let count = gateway.market_streams.connections() as u64;
                 outbox.push_control(usdcop::heartbeat(count, jiff::Timestamp::now()));
             }
-            _ = &mut writer => {
-                writer_done = true;
-                break;
-            }
+            () = conn.writer_stopped() => break,
         }
     }
     gateway.market_streams.sessions.lock().remove(&id);
-    finish_writer(&gateway, &subscriber, writer, writer_done).await;
-    gateway.stats.dropped(outbox.discarded());
-    gateway.stats.connection_closed();
+    close_stream(&gateway, conn).await;
 }
 
 impl Session {

@@ -23,12 +23,11 @@ use tracing::Instrument;
 use crate::{
     event::{Symbol, TopicKey},
     gateway::Gateway,
-    hub::{Dialect, Outbox},
+    hub::Dialect,
     protocol::close,
     session::{
-        finish_writer,
+        close_stream, open_stream,
         upgrade::{Socket, accept, json_error},
-        write_loop,
     },
     spec::messages::Channel,
 };
@@ -115,39 +114,24 @@ fn tickers(list: Option<&str>, gateway: &Gateway) -> Result<Option<Vec<Symbol>>,
 }
 
 async fn serve(gateway: Arc<Gateway>, socket: Socket, tickers: Option<Vec<Symbol>>) {
-    let outbox = Arc::new(Outbox::new(gateway.quotes_outbox_limits.clone()));
-    let subscriber = gateway
-        .hub
-        .register_dialect(outbox.clone(), Dialect::Quotes);
-    gateway.stats.connection_opened();
-    if gateway.shutdown.is_cancelled() {
-        outbox.close(close::GOING_AWAY);
-    }
+    let (mut conn, mut stream) = open_stream(&gateway, socket, Dialect::Quotes);
+    let outbox = conn.outbox.clone();
     match tickers {
         None => gateway
             .hub
-            .subscribe_stream(&subscriber, Channel::MarketData, None),
+            .subscribe_stream(&conn.subscriber, Channel::MarketData, None),
         Some(tickers) => {
             for ticker in tickers {
                 gateway.hub.subscribe_stream(
-                    &subscriber,
+                    &conn.subscriber,
                     Channel::MarketData,
                     Some(TopicKey::Symbol(ticker)),
                 );
             }
         }
     }
-    let (sink, mut stream) = socket.split();
-    let ping_every = Duration::from_millis(gateway.config.ws.ping_interval_ms);
-    let mut writer = tokio::spawn(write_loop(
-        sink,
-        outbox.clone(),
-        gateway.clone(),
-        ping_every,
-    ));
     let idle = Duration::from_millis(gateway.config.ws.idle_timeout_ms);
     let mut last_seen = Instant::now();
-    let mut writer_done = false;
     // With Redis: a failure mid-stream closes the stream with 1011 (seed 002).
     let mut redis = gateway.broker.as_ref().map(|b| b.watch());
     loop {
@@ -180,15 +164,10 @@ async fn serve(gateway: Arc<Gateway>, socket: Socket, tickers: Option<Vec<Symbol
                 outbox.close(close::HEARTBEAT_TIMEOUT);
                 break;
             }
-            _ = &mut writer => {
-                writer_done = true;
-                break;
-            }
+            () = conn.writer_stopped() => break,
         }
     }
-    finish_writer(&gateway, &subscriber, writer, writer_done).await;
-    gateway.stats.dropped(outbox.discarded());
-    gateway.stats.connection_closed();
+    close_stream(&gateway, conn).await;
 }
 
 /// `GET /health` in seed 002's shape.

@@ -152,6 +152,68 @@ where
     tracing::debug!("disconnected");
 }
 
+/// A hub-fed connection of a stream dialect (quotes, the USD/COP streams):
+/// its hub registration and outbox, and the task writing the outbox to the
+/// socket. `open_stream` starts it, `close_stream` ends it.
+pub(crate) struct StreamConn {
+    pub subscriber: Subscriber,
+    pub outbox: Arc<Outbox>,
+    writer: tokio::task::JoinHandle<()>,
+    writer_done: bool,
+}
+
+impl StreamConn {
+    /// Resolves when the writer stopped (the socket failed or the outbox
+    /// closed); after that, `close_stream` does not wait for it.
+    pub async fn writer_stopped(&mut self) {
+        if !self.writer_done {
+            let _ = (&mut self.writer).await;
+            self.writer_done = true;
+        }
+    }
+}
+
+/// Registers a connection of `dialect` (outbox bounds without a rate cap,
+/// conflation for slow readers), starts its writer, and returns it with the
+/// socket's reading half.
+pub(crate) fn open_stream(
+    gateway: &Arc<Gateway>,
+    socket: upgrade::Socket,
+    dialect: crate::hub::Dialect,
+) -> (
+    StreamConn,
+    futures_util::stream::SplitStream<upgrade::Socket>,
+) {
+    let outbox = Arc::new(Outbox::new(gateway.quotes_outbox_limits.clone()));
+    let subscriber = gateway.hub.register_dialect(outbox.clone(), dialect);
+    gateway.stats.connection_opened();
+    if gateway.shutdown.is_cancelled() {
+        outbox.close(close::GOING_AWAY);
+    }
+    let (sink, stream) = socket.split();
+    let ping_every = Duration::from_millis(gateway.config.ws.ping_interval_ms);
+    let writer = tokio::spawn(write_loop(
+        sink,
+        outbox.clone(),
+        gateway.clone(),
+        ping_every,
+    ));
+    let conn = StreamConn {
+        subscriber,
+        outbox,
+        writer,
+        writer_done: false,
+    };
+    (conn, stream)
+}
+
+/// Ends a stream connection (see `finish_writer`) and counts it closed.
+pub(crate) async fn close_stream(gateway: &Gateway, conn: StreamConn) {
+    finish_writer(gateway, &conn.subscriber, conn.writer, conn.writer_done).await;
+    gateway.stats.dropped(conn.outbox.discarded());
+    gateway.stats.connection_closed();
+}
+
 /// The end of a hub-fed connection: forgets its subscriptions, closes its
 /// outbox (1000 unless a reason was set), and lets the writer send what is
 /// queued and the close frame, for up to `CLOSE_GRACE`.
