@@ -468,3 +468,46 @@ async fn api_keys_rotate_and_status_reports_the_real_pool_size() {
     let (_, _, status) = get(enhanced(&single, "/status")).await;
     assert_eq!(status["api_key_usage"]["total_keys"], 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_and_the_health_monitor_announce_their_status() {
+    let server = TestServer::start(config(MARKET_OPEN, true, |_| {})).await;
+    let mut client = stream(&server).await;
+    client
+        .send(json!({"action": "subscribe", "symbols": ["USDCOP"]}))
+        .await;
+    assert_eq!(reply(&mut client).await["type"], "ack");
+    let (status, sent) = post(
+        rt(&server, "/api/system-status"),
+        json!({"status": "maintenance_mode", "message": "Upgrade at 13:00"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{sent}");
+    assert_eq!(sent["clients"], 1);
+    let frame = reply(&mut client).await;
+    assert_eq!(frame["status"], "maintenance_mode", "{frame}");
+    assert_eq!(frame["message"], "Upgrade at 13:00");
+    let (status, _) = post(
+        rt(&server, "/api/system-status"),
+        json!({"status": "shutting_down", "message": "x"}),
+    )
+    .await;
+    assert_eq!(status, 400, "only the documented statuses");
+
+    // A Redis that never answers: the health monitor reports degraded
+    // service, also to a client that connects during the outage.
+    let unused = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    let degraded = TestServer::start(config(MARKET_OPEN, true, |c| {
+        c.redis.url = Some(format!("redis://{unused}"));
+    }))
+    .await;
+    let mut client = stream(&degraded).await;
+    let frame = reply(&mut client).await;
+    assert_eq!(frame["type"], "system_status", "{frame}");
+    assert_eq!(frame["status"], "degraded_service");
+    let (status, _, health) = get(rt(&degraded, "/health")).await;
+    assert_eq!(status, 503, "a configured Redis is down: {health}");
+    assert_eq!(health["status"], "degraded");
+}

@@ -458,6 +458,10 @@ pub fn routes(gateway: Arc<Gateway>) -> impl Endpoint {
         .nest("/docs", service.swagger_ui())
         .nest("/", service)
         .data(gateway)
+        .around(|endpoint, request| async move {
+            let response = endpoint.get_response(request).await;
+            Ok(crate::dialects::rt_orchestrator::json_errors(response).await)
+        })
 }
 
 #[handler]
@@ -500,6 +504,7 @@ async fn serve(gateway: Arc<Gateway>, socket: Socket, symbol: Option<Symbol>) {
         Channel::MarketData,
         symbol.map(TopicKey::Symbol),
     );
+    crate::dialects::market_stream::drop_closed_snapshots(&gateway, &outbox);
     let idle = Duration::from_millis(gateway.config.ws.idle_timeout_ms);
     let max_frame = gateway.config.ws.max_frame_bytes;
     let mut last_seen = Instant::now();

@@ -73,6 +73,9 @@ pub struct Streams {
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     sessions: Mutex<HashMap<u64, Arc<Outbox>>>,
     next: AtomicU64,
+    /// The `degraded_service` frame while the health monitor reports an
+    /// outage: connections opened meanwhile get it first.
+    degraded: Mutex<Option<Text>>,
 }
 
 impl Streams {
@@ -217,6 +220,9 @@ async fn serve(gateway: Arc<Gateway>, socket: Socket) {
         .sessions
         .lock()
         .insert(id, outbox.clone());
+    if let Some(frame) = gateway.market_streams.degraded.lock().clone() {
+        outbox.push_control(frame);
+    }
     let per_minute = NonZeroU32::new(config.messages_per_minute).unwrap_or(NonZeroU32::MIN);
     let mut session = Session {
         gateway: gateway.clone(),
@@ -360,6 +366,7 @@ impl Session {
                 );
             }
         }
+        drop_closed_snapshots(&self.gateway, &self.outbox);
     }
 
     fn unsubscribe(&mut self, names: &[String]) {
@@ -394,6 +401,16 @@ fn canonical(names: &[String]) -> Vec<String> {
         }
     }
     out
+}
+
+/// Drops the queued snapshots (the last tick the hub holds) of symbols
+/// whose market is closed now: nothing realtime is sent outside market hours.
+pub(crate) fn drop_closed_snapshots(gateway: &Gateway, outbox: &Outbox) {
+    let now = gateway.clock.now();
+    outbox.purge(Channel::MarketData.index(), |key| match key {
+        TopicKey::Symbol(symbol) => !gateway.calendar.schedule(symbol).is_open(now),
+        _ => false,
+    });
 }
 
 /// The `MARKET_CLOSED` text for a symbol whose market is closed now.
@@ -478,12 +495,16 @@ pub async fn run_market_events(
                 let down = gateway.writer.stats().is_down()
                     || gateway.broker.as_ref().is_some_and(|b| !b.connected());
                 if down && !degraded {
-                    gateway.market_streams.broadcast(&usdcop::system_status(
+                    let frame = usdcop::system_status(
                         UsdcopStatus::DegradedService,
                         "Reduced functionality: the store or Redis is unreachable; data keeps flowing from the gateway's own sources",
                         None,
                         jiff::Timestamp::now(),
-                    ));
+                    );
+                    gateway.market_streams.broadcast(&frame);
+                    *gateway.market_streams.degraded.lock() = Some(frame);
+                } else if !down && degraded {
+                    *gateway.market_streams.degraded.lock() = None;
                 }
                 degraded = down;
                 continue;

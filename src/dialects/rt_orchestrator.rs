@@ -212,6 +212,32 @@ pub enum OrchestratorTags {
     Orchestrator,
 }
 
+/// The statuses an operator may announce.
+#[derive(poem_openapi::Enum, Debug, Clone, Copy)]
+#[oai(rename_all = "snake_case")]
+pub enum OperatorStatus {
+    MaintenanceMode,
+    DegradedService,
+}
+
+/// `POST /api/system-status` body.
+#[derive(Object)]
+pub struct Announcement {
+    pub status: OperatorStatus,
+    /// The text clients show.
+    #[oai(validator(max_length = 500))]
+    pub message: String,
+}
+
+/// `POST /api/system-status` answer.
+#[derive(Object)]
+pub struct Announced {
+    /// `sent`.
+    pub status: String,
+    /// Stream clients it was queued to.
+    pub clients: u64,
+}
+
 pub struct OrchestratorApi {
     gateway: Arc<Gateway>,
 }
@@ -375,6 +401,38 @@ impl OrchestratorApi {
         }
     }
 
+    /// Announce a system status (operators)
+    ///
+    /// Sends a `system_status` frame (`maintenance_mode` or
+    /// `degraded_service`) with the given message to every client of the
+    /// market-data stream (port 8082). Answers how many clients it reached.
+    #[oai(
+        path = "/api/system-status",
+        method = "post",
+        tag = "OrchestratorTags::Orchestrator",
+        operation_id = "announceSystemStatus"
+    )]
+    async fn announce(&self, body: poem_openapi::payload::Json<Announcement>) -> Json<Announced> {
+        use crate::spec::messages::UsdcopStatus;
+        let status = match body.0.status {
+            OperatorStatus::MaintenanceMode => UsdcopStatus::MaintenanceMode,
+            OperatorStatus::DegradedService => UsdcopStatus::DegradedService,
+        };
+        let frame = crate::protocol::usdcop::system_status(
+            status,
+            body.0.message.clone(),
+            None,
+            jiff::Timestamp::now(),
+        );
+        let streams = &self.gateway.market_streams;
+        streams.broadcast(&frame);
+        tracing::warn!(status = ?body.0.status, message = %body.0.message, "operator system status");
+        Json(Announced {
+            status: "sent".into(),
+            clients: streams.connections() as u64,
+        })
+    }
+
     /// Rotate API keys
     ///
     /// Moves the upstream provider's client to the next usable key of the
@@ -443,8 +501,44 @@ pub fn routes(gateway: Arc<Gateway>) -> impl Endpoint {
     );
     app.around(move |endpoint, request| {
         let limiter = limiter.clone();
-        async move { Ok(rate_limited(&endpoint, request, &limiter, limit.get()).await) }
+        async move {
+            let response = rate_limited(&endpoint, request, &limiter, limit.get()).await;
+            Ok(json_errors(response).await)
+        }
     })
+}
+
+/// poem's plain-text errors (an unparsable body, 404, 405) as the
+/// documented JSON `{code, message}`, headers kept.
+pub(crate) async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(poem::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let headers = response.headers().clone();
+    let text = response.into_body().into_string().await.unwrap_or_default();
+    let code = match status {
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        s if s.is_server_error() => "internal_error",
+        _ => "bad_request",
+    };
+    let message = match text.is_empty() {
+        true => status.canonical_reason().unwrap_or("error").to_lowercase(),
+        false => text,
+    };
+    let mut json = json_error(status, code, &message);
+    for (name, value) in &headers {
+        if name != poem::http::header::CONTENT_TYPE && name != poem::http::header::CONTENT_LENGTH {
+            json.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    json
 }
 
 /// Answers `request` within the client's budget (or 429), with the
