@@ -9,6 +9,7 @@
 //! See ARCHITECTURE.md for the map.
 
 pub mod auth;
+pub mod bench;
 pub mod broker;
 pub mod config;
 pub mod dialects;
