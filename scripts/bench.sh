@@ -5,6 +5,8 @@
 #   scripts/bench.sh           the full scenarios (about 5 minutes)
 #   scripts/bench.sh --quick   clients, rates and durations scaled down ~10x:
 #                              a smoke run that proves the pipeline works
+#   --debug                    use the debug build (tests the script only:
+#                              its numbers say nothing about the gateway)
 #
 # Each scenario gets a fresh release gateway on a free loopback port (its
 # configuration through TICKGATE_* variables, a temporary store), measured by
@@ -16,11 +18,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 QUICK=0
+PROFILE=release
 for arg in "$@"; do
   case "$arg" in
     --quick) QUICK=1 ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
-    *) echo "unknown argument $arg (use --quick or nothing)" >&2; exit 2 ;;
+    --debug) PROFILE=debug ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    *) echo "unknown argument $arg (use --quick, --debug or nothing)" >&2; exit 2 ;;
   esac
 done
 
@@ -30,7 +34,7 @@ scale() { if [[ $QUICK == 1 ]]; then echo "$2"; else echo "$1"; fi; }
 OUT="${BENCH_OUT:-$(mktemp -d /tmp/tickgate-bench.XXXXXX)}"
 mkdir -p "$OUT"
 : >"$OUT/commands.txt"
-BIN=target/release/tickgate
+BIN="${CARGO_TARGET_DIR:-target}/$PROFILE/tickgate"
 PIDS=()
 cleanup() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -38,8 +42,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "building release..." >&2
-cargo build --release --locked --quiet
+echo "building ($PROFILE)..." >&2
+if [[ $PROFILE == release ]]; then cargo build --release --locked --quiet; else cargo build --locked --quiet; fi
 
 # One process may hold at most the hard limit of open files (20,000 here).
 ulimit -n "$(ulimit -Hn)"
@@ -158,12 +162,12 @@ bench churn "${CHURN_ENV[*]}" churn --url "ws://127.0.0.1:$GW_PORT/api/v1/ws/v1"
   --clients "$(scale 1000 100)" --cycles "$(scale 100 10)" --server-pid "$GW_PID"
 stop_gateway
 
-python3 - "$OUT" "$QUICK" docs/benchmarks.md <<'PY'
+python3 - "$OUT" "$QUICK" docs/benchmarks.md "$PROFILE" <<'PY'
 # Builds the Fan-out section from the JSON results and puts it in place of
 # the old one; the other sections of the file stay as they are.
 import datetime, json, os, platform, re, subprocess, sys
 
-out, quick, doc = sys.argv[1], sys.argv[2] == "1", sys.argv[3]
+out, quick, doc, profile = sys.argv[1], sys.argv[2] == "1", sys.argv[3], sys.argv[4]
 def load(name):
     with open(os.path.join(out, name + ".json")) as f:
         return json.loads(f.read().strip().splitlines()[-1])
@@ -267,8 +271,11 @@ mem = sh("free -g | awk '/^Mem:/ {print $2}'")
 cpu = sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").strip()
 lines = []
 lines.append("## Fan-out" + (" (quick smoke run: about a tenth of the scenarios' scale)" if quick else ""))
+if profile != "release":
+    lines.append("")
+    lines.append(f"**A {profile} build: these numbers only show that the script works; they say nothing about the gateway.**")
 lines.append("")
-lines.append("Written by `scripts/bench.sh`" + (" --quick" if quick else "") + ". Each scenario runs against a fresh release gateway "
+lines.append("Written by `scripts/bench.sh`" + (" --quick" if quick else "") + (f" --{profile}" if profile != "release" else "") + ". Each scenario runs against a fresh " + profile + " gateway "
              "(simulator off when Redis publishes, `store.ticks = false` so the numbers are fan-out alone), measured by `tickgate bench` "
              "from another process on the same machine. Latency is receive time minus the frame's `timestamp` (the publish time), "
              "on the same clock. The limit is `tickgate bench limit` of the same run: a trivial server writing pre-encoded quote frames "
