@@ -175,7 +175,7 @@ def load(name):
 limit = load("limit")
 batched = limit["batched_frames_per_second"]
 def ratio(delivered):
-    return f"{delivered / batched:.1%}" if batched else "-"
+    return f"{delivered / batched:.2%}" if batched else "-"
 def ms(us):
     return "-" if us is None else f"{us / 1000:.2f} ms"
 def n(x):
@@ -239,11 +239,11 @@ v = v1["v1"]
 lat = v1["latency"]
 verdicts = []
 if not v["cap_held"]:
-    verdicts.append(f"cap missed: {v['per_client_second_max']}/s > {v['rate_cap']}/s")
+    verdicts.append(f"cap missed: {v['per_client_second_max']} frames in one second, cap {v['rate_cap']}/s")
 if lat["p99_us"] is None or lat["p99_us"] > 10_000:
     verdicts.append("p99 " + ("unmeasured" if lat["p99_us"] is None else over(lat["p99_us"], 10_000)))
 rows.append(("5. v1 market_data", "per-client rate <= channel cap, conflation counted, p99 <= 10 ms",
-             f"{n(v1['delivered_per_second'])} frames/s to {v1['connected']} clients; busiest client-second {v['per_client_second_max']} (cap {v['rate_cap']}/s); "
+             f"{n(v1['delivered_per_second'])} frames/s to {v1['connected']} clients; busiest client-second {v['per_client_second_max']} frames (cap {v['rate_cap']}/s, +1 for the bucket edge); "
              f"{n(v['seq_gaps'])} ticks conflated (seq gaps); p50 {ms(lat['p50_us'])}, p99 {ms(lat['p99_us'])}, max {ms(lat['max_us'])}; errors {v['error_codes'] or 'none'}",
              ratio(v1["delivered_per_second"]), "; ".join(verdicts) or "met"))
 
@@ -291,7 +291,8 @@ lines.append("|---|---|---|---|---|")
 for row in rows:
     lines.append("| " + " | ".join(str(c).replace("|", "/") for c in row) + " |")
 lines.append("")
-lines.append("Command lines (gateway environment, then the bench command; `$PORT` and `$PID` are the scenario's gateway):")
+lines.append("Command lines (gateway environment, then the bench command; `$PORT` and `$PID` are the scenario's gateway, "
+             "`benchNNN.` a Redis prefix of the run's own):")
 lines.append("")
 lines.append("```sh")
 with open(os.path.join(out, "commands.txt")) as f:
@@ -299,6 +300,7 @@ with open(os.path.join(out, "commands.txt")) as f:
         name, env, cmd = line.rstrip("\n").split("\t")
         cmd = re.sub(r"127\.0\.0\.1:\d+/", "127.0.0.1:$PORT/", cmd)
         cmd = re.sub(r"--server-pid \d+", "--server-pid $PID", cmd)
+        cmd = re.sub(r"--url (\S*\?\S*)", r"--url '\1'", cmd)
         lines.append(f"# {name}" + (f": {env}" if env else ""))
         lines.append(cmd)
 lines.append("```")
