@@ -69,6 +69,11 @@ enum Command {
         #[arg(long)]
         batch: Option<usize>,
     },
+    /// Load tool: N WebSocket clients against a gateway on loopback, the
+    /// loopback limit, idle memory and churn; one JSON line each (see
+    /// docs/benchmarks.md).
+    #[command(subcommand)]
+    Bench(tickgate::bench::BenchCommand),
     /// Regenerate generated/schemas/ and the OpenAPI documents (openapi.yaml,
     /// openapi.rt-orchestrator.yaml, openapi.enhanced.yaml) from the specs and code.
     Generate {
@@ -111,6 +116,18 @@ fn real_main() -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Generate { check }) => generate(check),
+        Some(Command::Bench(command)) => {
+            // Logs (connect failures at debug) go to stderr, beside the
+            // progress lines; stdout holds only the JSON result.
+            let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+            tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(std::io::stderr)
+                .init();
+            tickgate::bench::main(command)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Some(Command::BenchStore { rows, batch }) => {
             if let Some(batch) = batch {
                 config.store.batch_rows = batch;

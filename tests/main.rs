@@ -3,6 +3,7 @@
 
 mod support;
 
+mod bench;
 mod candles;
 mod lifecycle;
 mod limits;
