@@ -263,6 +263,9 @@ pub struct OrchestratorConfig {
     pub check_ms: u64,
     /// First and longest pause before leaving ERROR (doubling in between).
     pub error_backoff_ms: [u64; 2],
+    /// While collecting, how long the upstream provider (when it runs) may
+    /// stay disconnected before the orchestrator enters ERROR.
+    pub upstream_grace_ms: u64,
 }
 
 impl Default for OrchestratorConfig {
@@ -275,6 +278,7 @@ impl Default for OrchestratorConfig {
             completeness_percent: 95.0,
             check_ms: 1000,
             error_backoff_ms: [1000, 60_000],
+            upstream_grace_ms: 60_000,
         }
     }
 }

@@ -140,7 +140,8 @@ struct Inner {
     started_at: Option<Timestamp>,
     error: Option<String>,
     error_attempts: u32,
-    retry_at: Option<Timestamp>,
+    /// Real time (backoffs are durations, not market time).
+    retry_at: Option<std::time::Instant>,
 }
 
 pub struct Orchestrator {
@@ -154,6 +155,10 @@ pub struct Orchestrator {
     data_points: AtomicU64,
     last_update: Mutex<Option<Timestamp>>,
     wake: tokio::sync::Notify,
+    /// The upstream source, when one runs: its connection drives ERROR.
+    upstream: Mutex<Option<Arc<crate::upstream::UpstreamStatus>>>,
+    /// Since when the running upstream source has been disconnected.
+    upstream_down_since: Mutex<Option<std::time::Instant>>,
 }
 
 impl Orchestrator {
@@ -184,7 +189,15 @@ impl Orchestrator {
             data_points: AtomicU64::new(0),
             last_update: Mutex::new(None),
             wake: tokio::sync::Notify::new(),
+            upstream: Mutex::new(None),
+            upstream_down_since: Mutex::new(None),
         })
+    }
+
+    /// Follows `status` of the upstream source that runs while collecting:
+    /// disconnected for longer than `upstream_grace_ms` means ERROR.
+    pub fn watch_upstream(&self, status: Arc<crate::upstream::UpstreamStatus>) {
+        *self.upstream.lock() = Some(status);
     }
 
     pub fn clock(&self) -> &Clock {
@@ -316,7 +329,7 @@ impl Orchestrator {
         let [first, max] = self.config.error_backoff_ms;
         let shift = inner.error_attempts.saturating_sub(1).min(16);
         let backoff = first.saturating_mul(1 << shift).min(max);
-        inner.retry_at = Some(now + SignedDuration::from_millis(backoff as i64));
+        inner.retry_at = Some(std::time::Instant::now() + Duration::from_millis(backoff));
         self.enter(&mut inner, State::Error, now);
         drop(inner);
         self.wake.notify_one();
@@ -340,7 +353,6 @@ impl Orchestrator {
             }
         }
         if state != State::Error {
-            inner.error_attempts = 0;
             inner.retry_at = None;
         }
         self.collecting.store(active, Ordering::Relaxed);
@@ -406,6 +418,12 @@ impl Orchestrator {
                 }
             }
             State::Ready | State::MarketClosed | State::Active => {
+                if state == State::Active
+                    && let Some(error) = self.upstream_failure()
+                {
+                    self.fail(error);
+                    return;
+                }
                 let open = self.schedule().is_open(now);
                 let mut inner = self.inner.lock();
                 let next = match (open, state) {
@@ -416,13 +434,39 @@ impl Orchestrator {
             }
             State::Error => {
                 let mut inner = self.inner.lock();
-                if inner.retry_at.is_none_or(|at| now >= at) {
+                if inner
+                    .retry_at
+                    .is_none_or(|at| std::time::Instant::now() >= at)
+                {
                     inner.error = None;
                     self.enter(&mut inner, State::CheckingData, now);
                 }
             }
             State::Shutdown => {}
         }
+    }
+
+    /// Why collection failed: the upstream source has been disconnected for
+    /// longer than the grace period.
+    fn upstream_failure(&self) -> Option<String> {
+        let upstream = self.upstream.lock().clone()?;
+        let mut since = self.upstream_down_since.lock();
+        if upstream.connected() {
+            *since = None;
+            // Collecting again: the next failure starts the backoff over.
+            self.inner.lock().error_attempts = 0;
+            return None;
+        }
+        let down = *since.get_or_insert_with(std::time::Instant::now);
+        if down.elapsed() < Duration::from_millis(self.config.upstream_grace_ms) {
+            return None;
+        }
+        *since = None;
+        let reason = upstream
+            .snapshot()
+            .last_error
+            .unwrap_or_else(|| "no connection".into());
+        Some(format!("the upstream provider is unreachable: {reason}"))
     }
 
     fn check_l0(&self, now: Timestamp) {

@@ -223,7 +223,7 @@ impl Bound {
             broker.spawn(ingest.clone(), &gateway.tasks, gateway.shutdown.clone());
             ingest = ingest.with_relay(broker.clone());
         }
-        crate::upstream::spawn(
+        if crate::upstream::spawn(
             &config.upstream.twelvedata,
             gateway.keys.clone(),
             ingest.clone(),
@@ -231,7 +231,11 @@ impl Bound {
             gateway.upstream.clone(),
             gateway.shutdown.clone(),
             &gateway.tasks,
-        )?;
+        )? {
+            gateway
+                .orchestrator
+                .watch_upstream(gateway.upstream.clone());
+        }
         if config.simulator.enabled {
             simulator::spawn(
                 &config.simulator,

@@ -511,3 +511,37 @@ async fn operators_and_the_health_monitor_announce_their_status() {
     assert_eq!(status, 503, "a configured Redis is down: {health}");
     assert_eq!(health["status"], "degraded");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_upstream_enters_error_and_recovers_with_backoff() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    let server = TestServer::start(config(MARKET_OPEN, true, |c| {
+        let upstream = &mut c.upstream.twelvedata;
+        upstream.keys = ["key-one-0001", "key-two-0002"]
+            .map(tickgate::upstream::keys::ApiKey::new)
+            .to_vec();
+        upstream.ws_url = format!("ws://{closed}/v1/quotes/price");
+        upstream.rest_url = format!("http://{closed}");
+        upstream.reconnect_min_ms = 50;
+        upstream.reconnect_max_ms = 100;
+        c.orchestrator.check_ms = 50;
+        c.orchestrator.upstream_grace_ms = 300;
+        c.orchestrator.error_backoff_ms = [300, 600];
+    }))
+    .await;
+    let failed = until(
+        || enhanced(&server, "/status"),
+        |s| s["service_status"] == "error",
+    )
+    .await;
+    assert_eq!(failed["realtime_collection"]["active"], false, "{failed}");
+    assert_eq!(failed["realtime_collection"]["websocket_connected"], false);
+    // After the backoff it tries again on its own.
+    until(
+        || enhanced(&server, "/status"),
+        |s| s["service_status"] == "active",
+    )
+    .await;
+}
