@@ -60,6 +60,12 @@ pub const MARKET_CLOSED: CloseReason = CloseReason {
     reason: "market closed",
 };
 
+/// Closes a connection whose `?token=` does not verify.
+pub const AUTH_FAILED: CloseReason = CloseReason {
+    code: 1008,
+    reason: "authentication failed",
+};
+
 /// Closes a connection that sent more than `messages_per_minute`.
 pub const RATE_LIMITED: CloseReason = CloseReason {
     code: 1008,
@@ -146,8 +152,9 @@ pub fn routes(gateway: Arc<Gateway>) -> impl poem::Endpoint {
         .data(gateway)
 }
 
-/// The handshake: 429 beyond `max_connections_per_ip`, 401 for a `?token=`
-/// that does not verify, otherwise as every dialect (426, 503).
+/// The handshake: 429 beyond `max_connections_per_ip`, otherwise as every
+/// dialect (426, 503). A `?token=` that does not verify gets
+/// `AUTHENTICATION_FAILED` and close 1008 right after the upgrade.
 #[handler]
 fn endpoint(request: &Request, Data(gateway): Data<&Arc<Gateway>>) -> Response {
     let config = &gateway.config.market_stream;
@@ -173,20 +180,16 @@ fn endpoint(request: &Request, Data(gateway): Data<&Arc<Gateway>>) -> Response {
     let query = request
         .params::<HashMap<String, String>>()
         .unwrap_or_default();
-    if let Some(token) = query.get("token")
-        && let Err(error) = gateway.auth.verify(token)
-    {
-        gateway.stats.handshake_refused("auth_failed");
-        return json_error(
-            StatusCode::UNAUTHORIZED,
-            "AUTHENTICATION_FAILED",
-            &format!("the token does not verify: {error}"),
-        );
-    }
+    // A bad token is told in the protocol (browsers cannot read a refused
+    // handshake's body): an error frame, then close 1008.
+    let refused = query
+        .get("token")
+        .and_then(|token| gateway.auth.verify(token).err())
+        .map(|error| format!("Authentication failed: the token does not verify ({error})"));
     accept(request, gateway, move |gateway, socket| async move {
         let _slot = slot;
         let span = tracing::info_span!("market_stream");
-        serve(gateway, socket).instrument(span).await;
+        serve(gateway, socket, refused).instrument(span).await;
     })
 }
 
@@ -210,10 +213,21 @@ struct Session {
     limiter: DefaultDirectRateLimiter,
 }
 
-async fn serve(gateway: Arc<Gateway>, socket: Socket) {
+async fn serve(gateway: Arc<Gateway>, socket: Socket, refused: Option<String>) {
     let config = gateway.config.market_stream.clone();
     let (mut conn, mut stream) = open_stream(&gateway, socket, Dialect::Usdcop);
     let outbox = conn.outbox.clone();
+    if let Some(message) = refused {
+        gateway
+            .stats
+            .error_sent("usdcop_AUTHENTICATION_FAILED".into());
+        outbox.push_control(usdcop::error(
+            UsdcopErrorCode::AuthenticationFailed,
+            message,
+            jiff::Timestamp::now(),
+        ));
+        outbox.close(AUTH_FAILED);
+    }
     let id = gateway.market_streams.next.fetch_add(1, Ordering::Relaxed);
     gateway
         .market_streams
