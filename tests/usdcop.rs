@@ -237,7 +237,10 @@ async fn the_orchestrator_api_reports_and_force_start_respects_market_hours() {
     assert_eq!(status, 409, "no keys configured: {rotation}");
     assert!(rotation["message"].as_str().unwrap().contains("API key"));
     let (_, _, service) = get(enhanced(&server, "/status")).await;
-    assert_eq!(service["api_key_usage"]["total_keys"], 0, "the real pool size");
+    assert_eq!(
+        service["api_key_usage"]["total_keys"], 0,
+        "the real pool size"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
