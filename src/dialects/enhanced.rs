@@ -460,7 +460,7 @@ pub fn routes(gateway: Arc<Gateway>) -> impl Endpoint {
         .data(gateway)
         .around(|endpoint, request| async move {
             let response = endpoint.get_response(request).await;
-            Ok(crate::dialects::rt_orchestrator::json_errors(response).await)
+            Ok(crate::session::upgrade::plain_errors_as_json(response).await)
         })
 }
 

@@ -503,42 +503,9 @@ pub fn routes(gateway: Arc<Gateway>) -> impl Endpoint {
         let limiter = limiter.clone();
         async move {
             let response = rate_limited(&endpoint, request, &limiter, limit.get()).await;
-            Ok(json_errors(response).await)
+            Ok(crate::session::upgrade::plain_errors_as_json(response).await)
         }
     })
-}
-
-/// poem's plain-text errors (an unparsable body, 404, 405) as the
-/// documented JSON `{code, message}`, headers kept.
-pub(crate) async fn json_errors(response: Response) -> Response {
-    let status = response.status();
-    let is_json = response
-        .headers()
-        .get(poem::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if is_json || !(status.is_client_error() || status.is_server_error()) {
-        return response;
-    }
-    let headers = response.headers().clone();
-    let text = response.into_body().into_string().await.unwrap_or_default();
-    let code = match status {
-        StatusCode::NOT_FOUND => "not_found",
-        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
-        s if s.is_server_error() => "internal_error",
-        _ => "bad_request",
-    };
-    let message = match text.is_empty() {
-        true => status.canonical_reason().unwrap_or("error").to_lowercase(),
-        false => text,
-    };
-    let mut json = json_error(status, code, &message);
-    for (name, value) in &headers {
-        if name != poem::http::header::CONTENT_TYPE && name != poem::http::header::CONTENT_LENGTH {
-            json.headers_mut().insert(name.clone(), value.clone());
-        }
-    }
-    json
 }
 
 /// Answers `request` within the client's budget (or 429), with the

@@ -185,18 +185,7 @@ async fn json_errors(response: Response) -> Response {
         return response;
     }
     if status != StatusCode::NOT_FOUND && status != StatusCode::METHOD_NOT_ALLOWED {
-        let text = response.into_body().into_string().await.unwrap_or_default();
-        let code = if status.is_server_error() {
-            "internal_error"
-        } else {
-            "bad_request"
-        };
-        let message = if text.is_empty() {
-            status.canonical_reason().unwrap_or("error").to_lowercase()
-        } else {
-            text
-        };
-        return upgrade::json_error(status, code, &message);
+        return upgrade::plain_errors_as_json(response).await;
     }
     if status == StatusCode::NOT_FOUND {
         return upgrade::json_error(
