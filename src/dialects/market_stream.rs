@@ -53,25 +53,6 @@ use crate::{
 /// The stream's path.
 pub const PATH: &str = "/ws/market-data";
 
-/// Closes every connection at the market's close (seed 000: "Market closed,
-/// disconnecting").
-pub const MARKET_CLOSED: CloseReason = CloseReason {
-    code: 1000,
-    reason: "market closed",
-};
-
-/// Closes a connection whose `?token=` does not verify.
-pub const AUTH_FAILED: CloseReason = CloseReason {
-    code: 1008,
-    reason: "authentication failed",
-};
-
-/// Closes a connection that sent more than `messages_per_minute`.
-pub const RATE_LIMITED: CloseReason = CloseReason {
-    code: 1008,
-    reason: "rate limit exceeded",
-};
-
 /// The open connections of the stream: per client IP (for the per-IP
 /// limit), and their outboxes (for market events and the close).
 #[derive(Default)]
@@ -226,7 +207,7 @@ async fn serve(gateway: Arc<Gateway>, socket: Socket, refused: Option<String>) {
             message,
             jiff::Timestamp::now(),
         ));
-        outbox.close(AUTH_FAILED);
+        outbox.close(close::AUTH_FAILED);
     }
     let id = gateway.market_streams.next.fetch_add(1, Ordering::Relaxed);
     gateway
@@ -313,7 +294,7 @@ impl Session {
                 UsdcopErrorCode::RateLimitExceeded,
                 format!("more than {limit} messages per minute; disconnecting"),
             );
-            self.outbox.close(RATE_LIMITED);
+            self.outbox.close(close::MESSAGE_RATE);
             return None;
         }
         let command = match usdcop::decode(text) {
@@ -575,7 +556,9 @@ pub async fn run_market_events(
                     }),
                     now,
                 );
-                gateway.market_streams.close_all(&frame, MARKET_CLOSED);
+                gateway
+                    .market_streams
+                    .close_all(&frame, close::MARKET_CLOSED);
             }
         }
         // Past this event: the next round looks for the one after.

@@ -47,4 +47,19 @@ pub mod close {
         code: 4002,
         reason: "heartbeat timeout",
     };
+    /// The market-data stream (seed 000) at the market's close.
+    pub const MARKET_CLOSED: CloseReason = CloseReason {
+        code: 1000,
+        reason: "market closed",
+    };
+    /// The market-data stream: a `?token=` that does not verify.
+    pub const AUTH_FAILED: CloseReason = CloseReason {
+        code: 1008,
+        reason: "authentication failed",
+    };
+    /// The market-data stream: more than `messages_per_minute`.
+    pub const MESSAGE_RATE: CloseReason = CloseReason {
+        code: 1008,
+        reason: "rate limit exceeded",
+    };
 }
