@@ -2,17 +2,27 @@
 //! `GET /api/v1/ws/stats`, mirrored into the process-wide Prometheus recorder
 //! behind `GET /metrics`. Every counter is updated in one place, here.
 
-use std::sync::{
-    OnceLock,
-    atomic::{AtomicU64, Ordering::Relaxed},
+use std::{
+    sync::{
+        OnceLock,
+        atomic::{AtomicU64, Ordering::Relaxed},
+    },
+    time::Duration,
 };
 
-use metrics::{counter, gauge, histogram};
+use metrics::{Counter, Histogram, counter, gauge, histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
+/// How often the Prometheus recorder drains its histogram samples into
+/// buckets. Between drains every recorded sample is held in memory.
+pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
 /// Exact counters of one gateway instance.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Stats {
+    /// Handles to the metrics the writers update for every batch, looked up
+    /// once instead of by name on every call.
+    hot: HotMetrics,
     connections: AtomicU64,
     connections_total: AtomicU64,
     handshakes_refused: AtomicU64,
@@ -22,6 +32,36 @@ pub struct Stats {
     dropped: AtomicU64,
     events_published: AtomicU64,
     errors_sent: AtomicU64,
+}
+
+#[derive(Debug)]
+struct HotMetrics {
+    frames_out: Counter,
+    latency: Histogram,
+    batch: Histogram,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        // Handles bind to the recorder installed when they are made.
+        prometheus();
+        Self {
+            hot: HotMetrics {
+                frames_out: counter!("tickgate_frames_out_total"),
+                latency: histogram!("tickgate_publish_to_send_seconds"),
+                batch: histogram!("tickgate_writer_batch_frames"),
+            },
+            connections: AtomicU64::default(),
+            connections_total: AtomicU64::default(),
+            handshakes_refused: AtomicU64::default(),
+            frames_in: AtomicU64::default(),
+            frames_out: AtomicU64::default(),
+            conflated: AtomicU64::default(),
+            dropped: AtomicU64::default(),
+            events_published: AtomicU64::default(),
+            errors_sent: AtomicU64::default(),
+        }
+    }
 }
 
 /// A copy of the counters at one moment.
@@ -63,7 +103,7 @@ impl Stats {
 
     pub fn frames_out(&self, frames: u64) {
         self.frames_out.fetch_add(frames, Relaxed);
-        counter!("tickgate_frames_out_total").increment(frames);
+        self.hot.frames_out.increment(frames);
     }
 
     pub fn conflated(&self, frames: u64) {
@@ -96,11 +136,11 @@ impl Stats {
 
     /// Time from an event entering the hub to its frame being written.
     pub fn delivery_latency(&self, seconds: f64) {
-        histogram!("tickgate_publish_to_send_seconds").record(seconds);
+        self.hot.latency.record(seconds);
     }
 
     pub fn queue_depth(&self, frames: usize) {
-        histogram!("tickgate_writer_batch_frames").record(frames as f64);
+        self.hot.batch.record(frames as f64);
     }
 
     pub fn subscriptions(&self, channel: &'static str, subscribers: usize) {
@@ -122,6 +162,20 @@ impl Stats {
             dropped: self.dropped.load(Relaxed),
             events_published: self.events_published.load(Relaxed),
             errors_sent: self.errors_sent.load(Relaxed),
+        }
+    }
+}
+
+/// Drains the recorder's histogram samples into their buckets every
+/// `UPKEEP_INTERVAL` until `shutdown`. Without it the samples of every
+/// delivery would pile up in memory until someone scraped `/metrics`.
+pub async fn upkeep(shutdown: tokio_util::sync::CancellationToken) {
+    let mut every = tokio::time::interval(UPKEEP_INTERVAL);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => prometheus().run_upkeep(),
+            () = shutdown.cancelled() => return,
         }
     }
 }

@@ -201,6 +201,9 @@ impl Bound {
         let grace = Duration::from_millis(config.server.shutdown_grace_ms);
         let writer = tokio::spawn(gateway.writer.clone().run(grace));
         prepare_store(&gateway).await?;
+        gateway
+            .tasks
+            .spawn(crate::metrics::upkeep(gateway.shutdown.clone()));
         let mut ingest = Ingest::new(
             gateway.hub.clone(),
             gateway.candles.clone(),
