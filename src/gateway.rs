@@ -16,10 +16,6 @@ use crate::{
     store::{Store, StoreError, Writer, WriterLimits},
 };
 
-/// The per-lane "rate" of quotes connections: high enough never to hold a
-/// frame back (the socket and conflation are the only limits).
-const QUOTES_RATE: u32 = 10_000_000;
-
 pub struct Gateway {
     pub config: Arc<Config>,
     pub hub: Arc<Hub>,
@@ -86,7 +82,9 @@ impl Gateway {
             conflates: Channel::ALL.map(Channel::conflates),
         });
         let quotes_outbox_limits = Arc::new(OutboxLimits {
-            rates: [QUOTES_RATE; crate::spec::CHANNEL_COUNT],
+            // Stream dialects have no rate cap: the socket and conflation
+            // are their only limits.
+            rates: [crate::hub::UNCAPPED; crate::spec::CHANNEL_COUNT],
             ..(*outbox_limits).clone()
         });
         let broker = crate::broker::Broker::from_config(&config.redis)?;

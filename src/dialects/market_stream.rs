@@ -402,10 +402,12 @@ fn canonical(names: &[String]) -> Vec<String> {
 /// whose market is closed now: nothing realtime is sent outside market hours.
 pub(crate) fn drop_closed_snapshots(gateway: &Gateway, outbox: &Outbox) {
     let now = gateway.clock.now();
-    outbox.purge(Channel::MarketData.index(), |key| match key {
-        TopicKey::Symbol(symbol) => !gateway.calendar.schedule(symbol).is_open(now),
-        _ => false,
-    });
+    gateway
+        .hub
+        .purge_queued(outbox, Channel::MarketData, |key| match key {
+            TopicKey::Symbol(symbol) => !gateway.calendar.schedule(symbol).is_open(now),
+            _ => false,
+        });
 }
 
 /// The `MARKET_CLOSED` text for a symbol whose market is closed now.

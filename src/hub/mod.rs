@@ -19,7 +19,9 @@ use std::{
     },
 };
 
-pub use outbox::{ConflateKey, Delivery, Drained, LazyFrame, Outbox, OutboxLimits, Pushed};
+pub use outbox::{
+    ConflateKey, Delivery, Drained, LazyFrame, Outbox, OutboxLimits, Pushed, TopicId, UNCAPPED,
+};
 use parking_lot::Mutex;
 pub use symbols::{InvalidSymbol, Symbols};
 use tokio::time::Instant;
@@ -85,10 +87,36 @@ struct ChannelInner {
     /// Subscriptions each connection holds on this channel; its length is
     /// the channel's subscriber count.
     members: HashMap<SessionId, u32>,
+    /// The id the next new topic gets.
+    next_id: TopicId,
+}
+
+impl ChannelInner {
+    /// The topic of `key`, made (with the next id) if it is new.
+    fn topic(&mut self, key: &TopicKey) -> &mut TopicState {
+        topic_entry(&mut self.topics, &mut self.next_id, key)
+    }
+}
+
+fn topic_entry<'a>(
+    topics: &'a mut HashMap<TopicKey, TopicState>,
+    next_id: &mut TopicId,
+    key: &TopicKey,
+) -> &'a mut TopicState {
+    topics.entry(key.clone()).or_insert_with(|| {
+        let id = *next_id;
+        *next_id = next_id.wrapping_add(1);
+        TopicState {
+            id,
+            ..TopicState::default()
+        }
+    })
 }
 
 #[derive(Default)]
 struct TopicState {
+    /// Identifies the topic's frames in outboxes.
+    id: TopicId,
     seq: u64,
     subscribers: Vec<Subscriber>,
     /// The newest event and its sequence number, on channels whose state a
@@ -166,9 +194,12 @@ impl Hub {
         let hub = &self.channels[channel.index()];
         let mut inner = hub.inner.lock();
         let ChannelInner {
-            topics, wildcard, ..
+            topics,
+            wildcard,
+            next_id,
+            ..
         } = &mut *inner;
-        let topic = topics.entry(event.topic.key.clone()).or_default();
+        let topic = topic_entry(topics, next_id, &event.topic.key);
         topic.seq += 1;
         let seq = topic.seq;
         let event = Arc::new(event);
@@ -194,7 +225,7 @@ impl Hub {
         });
         let key = channel
             .conflates()
-            .then(|| (event.topic.key.clone(), discriminator(&event)));
+            .then(|| (topic.id, discriminator(&event)));
         let mut conflated = 0;
         for subscriber in topic.subscribers.iter().chain(wildcard) {
             let frame = match subscriber.dialect {
@@ -217,7 +248,7 @@ impl Hub {
             };
             let pushed = subscriber.outbox.push(Delivery {
                 lane: channel.index(),
-                key: key.clone(),
+                key,
                 frame,
                 resync: resync
                     .as_ref()
@@ -286,6 +317,7 @@ impl Hub {
             topics,
             wildcard,
             members,
+            next_id,
         } = &mut *inner;
         let added = match key {
             None if channel.per_symbol() => {
@@ -315,7 +347,7 @@ impl Hub {
                     }
                     return Ok(false);
                 }
-                let topic = topics.entry(key).or_default();
+                let topic = topic_entry(topics, next_id, &key);
                 let added = !topic.subscribers.iter().any(|s| s.id == id);
                 if added {
                     topic.subscribers.push(subscriber.clone());
@@ -387,14 +419,14 @@ impl Hub {
                     Some(topic) => {
                         let before = topic.subscribers.len();
                         topic.subscribers.retain(|s| s.id != id);
-                        topic.subscribers.len() != before
+                        (topic.subscribers.len() != before).then_some(topic.id)
                     }
-                    None => false,
+                    None => None,
                 };
-                if removed {
-                    subscriber.outbox.purge(lane, |queued| *queued == key);
+                if let Some(topic) = removed {
+                    subscriber.outbox.purge(lane, |queued| queued == topic);
                 }
-                removed
+                removed.is_some()
             }
         };
         if removed {
@@ -468,9 +500,29 @@ impl Hub {
     pub fn broadcast_frame(&self, event: Event) -> Text {
         let channel = event.topic.channel;
         let mut inner = self.channels[channel.index()].inner.lock();
-        let topic = inner.topics.entry(event.topic.key.clone()).or_default();
+        let topic = inner.topic(&event.topic.key);
         topic.seq += 1;
         v1::encode_event(&event, topic.seq)
+    }
+
+    /// Drops the frames of `channel` queued in `outbox` whose topic key
+    /// `remove` selects.
+    pub fn purge_queued(
+        &self,
+        outbox: &Outbox,
+        channel: Channel,
+        remove: impl Fn(&TopicKey) -> bool,
+    ) {
+        let inner = self.channels[channel.index()].inner.lock();
+        let ids: Vec<TopicId> = inner
+            .topics
+            .iter()
+            .filter(|(key, _)| remove(key))
+            .map(|(_, topic)| topic.id)
+            .collect();
+        if !ids.is_empty() {
+            outbox.purge(channel.index(), |topic| ids.contains(&topic));
+        }
     }
 }
 
@@ -490,7 +542,7 @@ fn send_snapshot(subscriber: &Subscriber, channel: Channel, topic: &TopicState) 
     };
     subscriber.outbox.push(Delivery {
         lane: channel.index(),
-        key: Some((event.topic.key.clone(), discriminator(event))),
+        key: Some((topic.id, discriminator(event))),
         frame: &frame,
         resync: None,
         published: Instant::now(),

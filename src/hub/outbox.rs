@@ -18,7 +18,7 @@
 //! writer asks `drain` for what may be sent now and when to come back.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::VecDeque,
     num::NonZeroU32,
     sync::{Arc, OnceLock},
     time::Duration,
@@ -26,18 +26,28 @@ use std::{
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter, clock::Clock};
 use parking_lot::Mutex;
+use rustc_hash::FxHashMap;
 use tokio::{sync::Notify, time::Instant};
 
 use crate::{
-    event::TopicKey,
     protocol::{CloseReason, Text, close::SLOW_CONSUMER},
     spec::CHANNEL_COUNT,
 };
 
-/// What identifies a conflatable frame within its lane: the topic key plus a
+/// A lane rate that means "no rate limit": the socket and conflation are the
+/// only bounds.
+pub const UNCAPPED: u32 = u32::MAX;
+
+/// A topic's number within its channel, given by the hub when the topic is
+/// first seen and never reused. Queues key frames by it: it is copied and
+/// hashed for the price of an integer, where a symbol would be a shared
+/// reference count touched by every subscriber of every event.
+pub type TopicId = u32;
+
+/// What identifies a conflatable frame within its lane: the topic plus a
 /// discriminator for frames that must not replace each other (a candle's
 /// start time, so a closed candle is never replaced by the next one).
-pub type ConflateKey = (TopicKey, i64);
+pub type ConflateKey = (TopicId, i64);
 
 /// A frame encoded on demand at most once, shared by every connection that
 /// needs it (an order book snapshot that replaces a conflated update).
@@ -89,7 +99,8 @@ pub struct OutboxLimits {
     pub control: usize,
     pub private: usize,
     pub conflation_slots: usize,
-    /// Frames per second of each lane, by channel index.
+    /// Frames per second of each lane, by channel index (`UNCAPPED` for
+    /// none).
     pub rates: [u32; CHANNEL_COUNT],
     /// Whether each lane conflates, by channel index.
     pub conflates: [bool; CHANNEL_COUNT],
@@ -113,8 +124,8 @@ struct State {
 
 struct Lane {
     order: VecDeque<Entry>,
-    slots: HashMap<ConflateKey, (Text, Instant)>,
-    limiter: DefaultDirectRateLimiter,
+    slots: FxHashMap<ConflateKey, (Text, Instant)>,
+    limiter: Option<DefaultDirectRateLimiter>,
 }
 
 enum Entry {
@@ -190,7 +201,7 @@ impl Outbox {
                     Pushed::Closed
                 } else {
                     lane.slots
-                        .insert(key.clone(), (delivery.frame.clone(), delivery.published));
+                        .insert(key, (delivery.frame.clone(), delivery.published));
                     lane.order.push_back(Entry::Slot(key));
                     Pushed::Queued
                 }
@@ -215,14 +226,14 @@ impl Outbox {
         pushed
     }
 
-    /// Drops queued frames of `lane` whose key `remove` selects (after an
+    /// Drops queued frames of `lane` whose topic `remove` selects (after an
     /// unsubscribe, so no frame of the topic follows `unsubscribed`).
-    pub fn purge(&self, lane: usize, remove: impl Fn(&TopicKey) -> bool) {
+    pub fn purge(&self, lane: usize, remove: impl Fn(TopicId) -> bool) {
         let mut state = self.state.lock();
         let Some(lane) = state.lanes[lane].as_mut() else {
             return;
         };
-        lane.slots.retain(|(key, _), _| !remove(key));
+        lane.slots.retain(|(topic, _), _| !remove(*topic));
         let slots = &lane.slots;
         lane.order.retain(|entry| match entry {
             Entry::Slot(key) => slots.contains_key(key),
@@ -283,8 +294,11 @@ impl Outbox {
                 continue;
             };
             while out.len() < max && !lane.order.is_empty() {
-                if let Err(not_until) = lane.limiter.check() {
-                    let wait = not_until.wait_time_from(lane.limiter.clock().now());
+                let refused = lane.limiter.as_ref().and_then(|limiter| {
+                    let not_until = limiter.check().err()?;
+                    Some(not_until.wait_time_from(limiter.clock().now()))
+                });
+                if let Some(wait) = refused {
                     drained.retry_after = Some(match drained.retry_after {
                         Some(current) => current.min(wait),
                         None => wait,
@@ -324,16 +338,28 @@ impl State {
 
 impl Lane {
     fn new(rate: u32) -> Self {
-        let rate = NonZeroU32::new(rate).unwrap_or(NonZeroU32::MIN);
-        // Bursts of a tenth of the rate keep any one-second window close to
-        // the stated rate while letting a snapshot of several symbols through.
-        let burst = NonZeroU32::new(rate.get() / 10).unwrap_or(NonZeroU32::MIN);
         Self {
             order: VecDeque::new(),
-            slots: HashMap::new(),
-            limiter: RateLimiter::direct(Quota::per_second(rate).allow_burst(burst)),
+            slots: FxHashMap::default(),
+            limiter: (rate != UNCAPPED).then(|| RateLimiter::direct(lane_quota(rate))),
         }
     }
+}
+
+/// The quota of a lane capped at `rate` frames per second: bursts of a tenth
+/// of the rate (a snapshot of several symbols goes out at once), and cells
+/// that come back slowly enough that no one-second window ever holds more
+/// than `rate` frames. With a burst of B, a window holds B frames plus one
+/// per cell replenished within it, so cells come back `rate - B + 1` times a
+/// second.
+fn lane_quota(rate: u32) -> Quota {
+    let rate = rate.max(1);
+    let burst = (rate / 10).max(1);
+    let period = Duration::from_secs(1) / (rate - burst + 1);
+    let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
+    Quota::with_period(period.max(Duration::from_nanos(1)))
+        .unwrap_or_else(|| Quota::per_second(NonZeroU32::MAX))
+        .allow_burst(burst)
 }
 
 #[cfg(test)]
@@ -356,8 +382,13 @@ mod tests {
         Text::from(s.to_owned())
     }
 
+    /// A topic id per test symbol, as the hub would give them.
     fn key(symbol: &str) -> Option<ConflateKey> {
-        Some((TopicKey::Symbol(symbol.into()), 0))
+        let id = ["AAPL", "MSFT", "A", "B", "C", "user"]
+            .iter()
+            .position(|s| *s == symbol)
+            .expect("a test symbol");
+        Some((id as TopicId, 0))
     }
 
     fn push(outbox: &Outbox, lane: usize, key: Option<ConflateKey>, frame: &str) -> Pushed {
@@ -469,11 +500,47 @@ mod tests {
     }
 
     #[test]
+    fn no_one_second_window_exceeds_the_lane_rate() {
+        use governor::clock::FakeRelativeClock;
+        for rate in [1, 7, 10, 100, 250, 1000] {
+            // A reader that takes every frame the limiter allows, checked
+            // every 100 us for 10 s.
+            let clock = FakeRelativeClock::default();
+            let limiter = RateLimiter::direct_with_clock(lane_quota(rate), clock.clone());
+            let step = Duration::from_micros(100);
+            let mut sent = Vec::new();
+            for tick in 0..100_000u32 {
+                while limiter.check().is_ok() {
+                    sent.push(step * tick);
+                }
+                clock.advance(step);
+            }
+            let busiest = sent
+                .iter()
+                .enumerate()
+                .map(|(i, start)| {
+                    sent[i..]
+                        .iter()
+                        .take_while(|t| **t < *start + Duration::from_secs(1))
+                        .count()
+                })
+                .max()
+                .unwrap_or(0);
+            assert_eq!(busiest, rate as usize, "rate {rate}: the busiest window");
+            assert!(
+                sent.len() as f64 >= 0.85 * f64::from(rate) * 10.0,
+                "rate {rate}: {} frames in 10 s",
+                sent.len()
+            );
+        }
+    }
+
+    #[test]
     fn purge_removes_only_selected_topics() {
         let outbox = Outbox::new(limits(1000));
         push(&outbox, 0, key("AAPL"), "a");
         push(&outbox, 0, key("MSFT"), "m");
-        outbox.purge(0, |k| *k == TopicKey::Symbol("AAPL".into()));
+        outbox.purge(0, |topic| Some((topic, 0)) == key("AAPL"));
         assert_eq!(drain_all(&outbox).0, ["m"]);
     }
 }
