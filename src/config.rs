@@ -74,6 +74,9 @@ pub struct WsConfig {
     /// Distinct conflated topics queued on one channel of one connection
     /// before it is closed with 4000 (bounds memory when symbols are many).
     pub conflation_slots: usize,
+    /// Frames a stream connection (quotes, the USD/COP streams: no rate
+    /// cap) queues in order on one channel before it starts to conflate.
+    pub stream_backlog: usize,
 }
 
 /// Per-channel limits, keyed by channel name.
@@ -557,6 +560,7 @@ impl Default for WsConfig {
             private_queue: 1024,
             control_queue: 256,
             conflation_slots: 4096,
+            stream_backlog: 1024,
         }
     }
 }
@@ -758,7 +762,11 @@ impl Config {
         if ws.ping_interval_ms == 0 || ws.idle_timeout_ms <= ws.ping_interval_ms {
             return invalid("ws.idle_timeout_ms must exceed ws.ping_interval_ms (> 0)".into());
         }
-        if ws.private_queue == 0 || ws.control_queue < 8 || ws.conflation_slots == 0 {
+        if ws.private_queue == 0
+            || ws.control_queue < 8
+            || ws.conflation_slots == 0
+            || ws.stream_backlog == 0
+        {
             return invalid("ws queue sizes must be positive (control_queue at least 8)".into());
         }
         let sim = &self.simulator;

@@ -78,6 +78,7 @@ impl Gateway {
             control: config.ws.control_queue,
             private: config.ws.private_queue,
             conflation_slots: config.ws.conflation_slots,
+            backlog: config.ws.stream_backlog,
             rates: Channel::ALL.map(|c| config.channels.limits(c).rate_per_second),
             conflates: Channel::ALL.map(Channel::conflates),
         });

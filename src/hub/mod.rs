@@ -605,6 +605,7 @@ mod tests {
             control: 64,
             private: 64,
             conflation_slots: 64,
+            backlog: 64,
             rates: [10_000; CHANNEL_COUNT],
             conflates: Channel::ALL.map(Channel::conflates),
         }))))

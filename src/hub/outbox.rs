@@ -9,7 +9,10 @@
 //! - **conflating lanes** (public channels): one entry per topic key. A newer
 //!   frame of a queued key replaces the queued one in place (counted as
 //!   conflated), so a lane never holds more than `conflation_slots` entries;
-//!   past that, the connection is closed with 4000.
+//!   past that, the connection is closed with 4000. A lane without a rate cap
+//!   (the stream dialects) first queues every frame in order, up to `backlog`
+//!   frames, and conflates only past that: a reader a few milliseconds late
+//!   loses nothing, a reader that stays behind gets the newest values.
 //! - **FIFO lanes** (private channels): never conflated or dropped; past
 //!   `private` frames the connection is closed with 4000, so the client knows
 //!   to resynchronise instead of silently missing an event.
@@ -99,6 +102,9 @@ pub struct OutboxLimits {
     pub control: usize,
     pub private: usize,
     pub conflation_slots: usize,
+    /// Frames an uncapped conflating lane queues in order before it starts
+    /// to conflate.
+    pub backlog: usize,
     /// Frames per second of each lane, by channel index (`UNCAPPED` for
     /// none).
     pub rates: [u32; CHANNEL_COUNT],
@@ -129,7 +135,9 @@ struct Lane {
 }
 
 enum Entry {
-    Frame(Text, Instant),
+    /// A frame sent as it is; on a conflating lane, with its key (so an
+    /// unsubscribe can purge it).
+    Frame(Option<ConflateKey>, Text, Instant),
     Slot(ConflateKey),
 }
 
@@ -187,6 +195,21 @@ impl Outbox {
         let lane = state.lanes[delivery.lane]
             .get_or_insert_with(|| Box::new(Lane::new(limits.rates[delivery.lane].max(1))));
         let pushed = match delivery.key {
+            // In order while the backlog is short and nothing is conflated
+            // yet (a slot queued earlier must stay the newest of its key).
+            Some(key)
+                if limits.conflates[delivery.lane]
+                    && lane.limiter.is_none()
+                    && lane.slots.is_empty()
+                    && lane.order.len() < limits.backlog =>
+            {
+                lane.order.push_back(Entry::Frame(
+                    Some(key),
+                    delivery.frame.clone(),
+                    delivery.published,
+                ));
+                Pushed::Queued
+            }
             Some(key) if limits.conflates[delivery.lane] => {
                 if let Some(slot) = lane.slots.get_mut(&key) {
                     let frame = match delivery.resync {
@@ -210,8 +233,11 @@ impl Outbox {
                 if lane.order.len() >= limits.private {
                     Pushed::Closed
                 } else {
-                    lane.order
-                        .push_back(Entry::Frame(delivery.frame.clone(), delivery.published));
+                    lane.order.push_back(Entry::Frame(
+                        None,
+                        delivery.frame.clone(),
+                        delivery.published,
+                    ));
                     Pushed::Queued
                 }
             }
@@ -237,7 +263,8 @@ impl Outbox {
         let slots = &lane.slots;
         lane.order.retain(|entry| match entry {
             Entry::Slot(key) => slots.contains_key(key),
-            Entry::Frame(..) => true,
+            Entry::Frame(Some((topic, _)), ..) => !remove(*topic),
+            Entry::Frame(None, ..) => true,
         });
     }
 
@@ -306,7 +333,7 @@ impl Outbox {
                     break;
                 }
                 let (frame, at) = match lane.order.pop_front() {
-                    Some(Entry::Frame(frame, at)) => (frame, at),
+                    Some(Entry::Frame(_, frame, at)) => (frame, at),
                     Some(Entry::Slot(key)) => match lane.slots.remove(&key) {
                         Some(slot) => slot,
                         None => continue,
@@ -371,6 +398,7 @@ mod tests {
             control: 8,
             private: 3,
             conflation_slots: 2,
+            backlog: 4,
             rates: [rate; CHANNEL_COUNT],
             conflates: [
                 true, true, true, true, true, true, false, false, false, false,
@@ -533,6 +561,36 @@ mod tests {
                 sent.len()
             );
         }
+    }
+
+    #[test]
+    fn uncapped_lane_queues_in_order_then_conflates() {
+        let mut limits = (*limits(1000)).clone();
+        limits.rates = [UNCAPPED; CHANNEL_COUNT];
+        limits.conflation_slots = 8;
+        let outbox = Outbox::new(Arc::new(limits));
+        for frame in ["a1", "m1", "a2", "m2"] {
+            let symbol = if frame.starts_with('a') {
+                "AAPL"
+            } else {
+                "MSFT"
+            };
+            assert_eq!(push(&outbox, 0, key(symbol), frame), Pushed::Queued);
+        }
+        // The backlog (4) is full: from here on, one slot per topic.
+        assert_eq!(push(&outbox, 0, key("AAPL"), "a3"), Pushed::Queued);
+        assert_eq!(push(&outbox, 0, key("AAPL"), "a4"), Pushed::Conflated);
+        assert_eq!(push(&outbox, 0, key("MSFT"), "m3"), Pushed::Queued);
+        assert_eq!(
+            drain_all(&outbox).0,
+            ["a1", "m1", "a2", "m2", "a4", "m3"],
+            "every frame of the backlog, then the newest of each topic"
+        );
+        // Drained: in order again, and an unsubscribe purges queued frames.
+        push(&outbox, 0, key("AAPL"), "a5");
+        push(&outbox, 0, key("MSFT"), "m4");
+        outbox.purge(0, |topic| Some((topic, 0)) == key("AAPL"));
+        assert_eq!(drain_all(&outbox).0, ["m4"]);
     }
 
     #[test]
