@@ -114,9 +114,9 @@ bench() {
 REDIS_ENV=(TICKGATE_REDIS__URL="$REDIS_URL" TICKGATE_REDIS__PREFIX="$PREFIX" TICKGATE_SIMULATOR__ENABLED=false)
 REDIS_ARGS=(--publish redis --redis-url "$REDIS_URL" --redis-channel "${PREFIX}quotes.realtime" --tickers 300)
 
-# 0. The machine's limit, in the same run as everything else. 100 clients:
-# with 500, the 64 KiB phase stalled at 0 frames/s here (to be explained).
-bench limit "" limit --clients "$(scale 100 50)" --duration "$(scale 5s 1s)"
+# 0. The machine's limit, in the same run as everything else, with as many
+# clients as the main scenarios.
+bench limit "" limit --clients "$(scale 500 50)" --duration "$(scale 5s 1s)"
 
 # 1. Seed 002 contract: every client on every ticker, through Redis.
 start_gateway "${REDIS_ENV[@]}"

@@ -90,10 +90,14 @@ async fn phase(
     let running = Arc::new(AtomicBool::new(true));
     let counting = Arc::new(AtomicBool::new(false));
     let bytes = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + LEAD_IN + duration + Duration::from_secs(10);
+    // Writers wait for every client to connect: writing while hundreds of
+    // connections are still being made starved the connecting task, so the
+    // phase's time ran out before it was measured. `go` carries the deadline.
+    let (go, ready) = tokio::sync::watch::channel(None::<Instant>);
+    let setup_deadline = Instant::now() + Duration::from_secs(30);
 
     let accept = {
-        let (running, write) = (running.clone(), write.clone());
+        let (running, write, ready) = (running.clone(), write.clone(), ready.clone());
         tokio::spawn(async move {
             let mut writers = Vec::with_capacity(clients);
             for _ in 0..clients {
@@ -103,8 +107,12 @@ async fn phase(
                     break;
                 };
                 let _ = socket.set_nodelay(true);
-                let (running, write) = (running.clone(), write.clone());
+                let (running, write, mut ready) = (running.clone(), write.clone(), ready.clone());
                 writers.push(tokio::spawn(async move {
+                    let Ok(deadline) = ready.wait_for(Option::is_some).await.map(|d| *d) else {
+                        return;
+                    };
+                    let deadline = deadline.unwrap_or_else(Instant::now);
                     // Bounded by `running` and by the phase's deadline.
                     while running.load(Relaxed) && Instant::now() < deadline {
                         if socket.write_all(&write).await.is_err() {
@@ -121,7 +129,12 @@ async fn phase(
         let mut stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
         let (running, counting, bytes) = (running.clone(), counting.clone(), bytes.clone());
+        let mut ready = ready.clone();
         readers.push(tokio::spawn(async move {
+            let Ok(deadline) = ready.wait_for(Option::is_some).await.map(|d| *d) else {
+                return;
+            };
+            let deadline = deadline.unwrap_or_else(Instant::now);
             let mut buffer = vec![0u8; BATCH_BYTES];
             while running.load(Relaxed) && Instant::now() < deadline {
                 match stream.read(&mut buffer).await {
@@ -135,10 +148,13 @@ async fn phase(
             }
         }));
     }
-    let writers = tokio::time::timeout(Duration::from_secs(15), accept)
+    let writers = tokio::time::timeout_at(setup_deadline.into(), accept)
         .await
         .map_err(|_| BenchError::Timeout("limit server accept"))?
         .unwrap_or_default();
+    go.send_replace(Some(
+        Instant::now() + LEAD_IN + duration + Duration::from_secs(10),
+    ));
     tokio::time::sleep(LEAD_IN).await;
     counting.store(true, Relaxed);
     let started = Instant::now();
