@@ -260,6 +260,13 @@ impl Bound {
             gateway.clone(),
             gateway.shutdown.clone(),
         ));
+        gateway
+            .tasks
+            .spawn(run_metrics_upkeep(gateway.shutdown.clone()));
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        gateway
+            .tasks
+            .spawn(run_malloc_trim(gateway.clone(), gateway.shutdown.clone()));
 
         if self
             .dialects
@@ -456,6 +463,55 @@ fn begin_shutdown(gateway: &Gateway) {
         }),
     });
     gateway.hub.close_all(Some(frame), close::GOING_AWAY);
+}
+
+/// Folds the Prometheus histograms' recorded samples into their buckets
+/// every few seconds. The recorder keeps every sample until it is rendered
+/// or upkept (`metrics-exporter-prometheus` does this itself only when it
+/// installs its own HTTP listener, which is off): without this, a gateway
+/// nobody scrapes grows by about 24 bytes per frame sent.
+async fn run_metrics_upkeep(shutdown: CancellationToken) {
+    let mut timer = tokio::time::interval(Duration::from_secs(5));
+    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = timer.tick() => {}
+        }
+        crate::metrics::prometheus().run_upkeep();
+    }
+}
+
+/// Returns glibc malloc's free memory to the OS after many connections
+/// closed. glibc shrinks a heap only from its top, so the memory of
+/// connections that came and went stayed resident: 1,000 v1 connections
+/// churning subscriptions left RSS 41 % over its baseline until
+/// `malloc_trim`, which brought it back within 3 %. Checked each second:
+/// once the open connections fell by at least 100 and 10 % below their
+/// high-water mark since the last trim, and stopped falling (the closing
+/// wave is over), trim (on a blocking thread: it walks every arena). Steady
+/// churn at a constant count never triggers it.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+async fn run_malloc_trim(gateway: Arc<Gateway>, shutdown: CancellationToken) {
+    let mut timer = tokio::time::interval(Duration::from_secs(1));
+    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (mut high, mut last) = (0, 0);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = timer.tick() => {}
+        }
+        let open = gateway.stats.connections();
+        high = high.max(open);
+        let settled = open >= last;
+        last = open;
+        if settled && high >= open + 100 && open * 10 <= high * 9 {
+            high = open;
+            // SAFETY: malloc_trim only releases free memory; it is
+            // thread-safe (it takes each arena's lock).
+            let _ = tokio::task::spawn_blocking(|| unsafe { libc::malloc_trim(0) }).await;
+        }
+    }
 }
 
 /// Publishes one `heartbeat` frame per second.

@@ -10,7 +10,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use futures_util::StreamExt;
+use futures_util::{StreamExt, stream::SplitStream};
 use poem::{
     Request, Response, handler,
     http::{StatusCode, header},
@@ -26,7 +26,7 @@ use crate::{
     hub::Dialect,
     protocol::close,
     session::{
-        close_stream, open_stream,
+        StreamConn, close_stream, open_stream,
         upgrade::{Socket, accept, json_error},
     },
     spec::messages::Channel,
@@ -71,9 +71,12 @@ pub fn endpoint(request: &Request, Data(gateway): Data<&Arc<Gateway>>) -> Respon
             poem::http::HeaderValue::from_static("1"),
         );
     }
-    accept(request, gateway, move |gateway, socket| async move {
-        let span = tracing::info_span!("quotes");
-        serve(gateway, socket, tickers).instrument(span).await;
+    accept(request, gateway, move |gateway, socket| {
+        // Split the socket (and start the writer) before anything async
+        // takes it: a future that captured the socket by value would keep
+        // room for it for the connection's whole life, though it moved on.
+        let (conn, stream) = open_stream(&gateway, socket, Dialect::Quotes);
+        serve(gateway, conn, stream, tickers).instrument(tracing::info_span!("quotes"))
     })
 }
 
@@ -113,8 +116,12 @@ fn tickers(list: Option<&str>, gateway: &Gateway) -> Result<Option<Vec<Symbol>>,
     Ok(Some(symbols))
 }
 
-async fn serve(gateway: Arc<Gateway>, socket: Socket, tickers: Option<Vec<Symbol>>) {
-    let (mut conn, mut stream) = open_stream(&gateway, socket, Dialect::Quotes);
+async fn serve(
+    gateway: Arc<Gateway>,
+    mut conn: StreamConn,
+    mut stream: SplitStream<Socket>,
+    tickers: Option<Vec<Symbol>>,
+) {
     let outbox = conn.outbox.clone();
     match tickers {
         None => gateway

@@ -250,8 +250,9 @@ pub(crate) async fn write_loop<S>(
     S: Sink<Message, Error = tungstenite::Error> + Unpin,
 {
     let stats = &gateway.stats;
-    let mut frames = Vec::with_capacity(16);
-    let mut published = Vec::with_capacity(16);
+    // Grown on first use: most connections are idle most of the time.
+    let mut frames = Vec::new();
+    let mut published = Vec::new();
     let mut next_ping = Instant::now() + ping_every;
     loop {
         frames.clear();

@@ -20,9 +20,14 @@ use tokio_tungstenite::{
 
 use crate::gateway::Gateway;
 
-/// Per-connection read buffer. tungstenite's default (128 KiB, zero-filled)
-/// would dominate the memory of an idle connection.
-const READ_BUFFER: usize = 4 * 1024;
+/// Per-connection read buffer. tungstenite allocates it up front and
+/// zero-fills all of it before the first read, so every idle connection keeps
+/// it resident: its default (128 KiB) would dominate, and even 4 KiB was
+/// 40 % of an idle quotes connection. Client frames are small (subscribe
+/// and pong frames well under 512 bytes, an auth frame with its JWT one to
+/// three reads); a larger frame grows the buffer to its length (up to
+/// tungstenite's frame cap) while it is read, in reads of this size.
+const READ_BUFFER: usize = 512;
 
 /// Bytes the writer gathers before writing to the socket; frames queued for a
 /// connection leave in writes of up to this size.
