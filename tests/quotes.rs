@@ -218,3 +218,67 @@ async fn shutdown_closes_quotes_streams_with_1001_and_only_quotes() {
         .expect("task")
         .expect("clean stop");
 }
+
+/// The conflated-frame count of the server's `/api/v1/ws/stats`.
+async fn conflated(server: &TestServer) -> u64 {
+    let (_, stats) = server.get_json("/api/v1/ws/stats").await;
+    stats["conflated"].as_u64().expect("conflated")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_keeps_up_loses_nothing_to_conflation() {
+    let mut config = test_config();
+    config.simulator.ticks_per_second = 1_000;
+    let server = TestServer::start(config).await;
+    let mut client = connect(&server, "/ws/quotes").await;
+    tickers_of(&mut client, 2_000).await;
+    // Conflation starts only past ws.stream_backlog (1,024) queued frames:
+    // a reader this close behind never gets there.
+    assert_eq!(conflated(&server).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_reader_gets_every_ticker_in_order_and_the_newest_past_its_backlog() {
+    let mut config = test_config();
+    config.simulator.ticks_per_second = 20_000;
+    config.ws.stream_backlog = 16;
+    let server = TestServer::start(config).await;
+    // A small receive window, so the server's socket fills and frames stay
+    // in the outbox while the client does not read.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    let stream = socket.connect(server.addr).await.expect("connects");
+    let (ws, _) = tokio_tungstenite::client_async(
+        url(&server, "/ws/quotes"),
+        tokio_tungstenite::MaybeTlsStream::Plain(stream),
+    )
+    .await
+    .expect("WebSocket handshake");
+    let mut client = Client {
+        ws,
+        channel: "quotes",
+        welcome: Value::Null,
+        seen: Vec::new(),
+    };
+    let mut waited = 0;
+    while conflated(&server).await == 0 {
+        waited += 1;
+        assert!(
+            waited < 300,
+            "past a backlog of 16 frames, newer quotes replace queued ones"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // Still open, and each ticker's quotes still come oldest first.
+    let mut newest: std::collections::HashMap<String, String> = Default::default();
+    for _ in 0..2_000 {
+        let quote = client.recv().await;
+        let ticker = quote["ticker"].as_str().expect("ticker").to_owned();
+        let at = quote["timestamp"].as_str().expect("timestamp").to_owned();
+        if let Some(before) = newest.get(&ticker) {
+            assert!(at >= *before, "{ticker}: {at} came after {before}");
+        }
+        newest.insert(ticker, at);
+    }
+    assert!(newest.len() >= 3, "every ticker still streams: {newest:?}");
+}
