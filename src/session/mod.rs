@@ -12,7 +12,7 @@ use std::{collections::HashSet, num::NonZeroU32, sync::Arc, time::Duration};
 
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use tokio::time::{Instant, sleep, sleep_until};
+use tokio::time::{Instant, sleep_until};
 use tokio_tungstenite::tungstenite::{
     self, Message,
     error::CapacityError,
@@ -291,16 +291,20 @@ pub(crate) async fn write_loop<S>(
             tokio::task::yield_now().await;
             continue;
         }
-        let retry = drained.retry_after;
+        // One timer for both the rate limiter's retry and the next ping: a
+        // timer is a good share of an idle connection's memory.
+        let wake = drained
+            .retry_after
+            .map_or(next_ping, |retry| (Instant::now() + retry).min(next_ping));
         tokio::select! {
-            () = outbox.wait() => {}
-            () = sleep(retry.unwrap_or(Duration::ZERO)), if retry.is_some() => {}
-            () = sleep_until(next_ping) => {
-                next_ping = Instant::now() + ping_every;
-                if sink.send(Message::Ping(bytes::Bytes::new())).await.is_err() {
-                    outbox.close(close::INTERNAL_ERROR);
-                    return;
-                }
+            () = outbox.wait() => continue,
+            () = sleep_until(wake) => {}
+        }
+        if Instant::now() >= next_ping {
+            next_ping = Instant::now() + ping_every;
+            if sink.send(Message::Ping(bytes::Bytes::new())).await.is_err() {
+                outbox.close(close::INTERNAL_ERROR);
+                return;
             }
         }
     }
