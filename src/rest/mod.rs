@@ -175,15 +175,10 @@ fn metrics(Data(_gateway): Data<&Arc<Gateway>>) -> impl IntoResponse {
 /// 405) into the documented JSON error body, and names the allowed method
 /// on 405.
 async fn json_errors(response: Response) -> Response {
-    let status = response.status();
-    let is_json = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if is_json || !(status.is_client_error() || status.is_server_error()) {
+    if !upgrade::is_plain_error(&response) {
         return response;
     }
+    let status = response.status();
     if status != StatusCode::NOT_FOUND && status != StatusCode::METHOD_NOT_ALLOWED {
         return upgrade::plain_errors_as_json(response).await;
     }

@@ -166,18 +166,24 @@ pub fn with_header(
     response
 }
 
-/// poem's plain-text errors (an unparsable body, 404, 405) as the
-/// documented JSON `{code, message}`, headers kept.
-pub async fn plain_errors_as_json(response: Response) -> Response {
+/// Whether `response` is an error status whose body is not JSON yet.
+pub(crate) fn is_plain_error(response: &Response) -> bool {
     let status = response.status();
     let is_json = response
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
-    if is_json || !(status.is_client_error() || status.is_server_error()) {
+    !is_json && (status.is_client_error() || status.is_server_error())
+}
+
+/// poem's plain-text errors (an unparsable body, 404, 405) as the
+/// documented JSON `{code, message}`, headers kept.
+pub async fn plain_errors_as_json(response: Response) -> Response {
+    if !is_plain_error(&response) {
         return response;
     }
+    let status = response.status();
     let headers = response.headers().clone();
     let text = response.into_body().into_string().await.unwrap_or_default();
     let code = match status {
