@@ -31,7 +31,7 @@ pub struct Gateway {
     /// The connections of the USD/COP market-data stream (seed 000).
     pub market_streams: Arc<crate::dialects::market_stream::Streams>,
     /// Open connections of seed 001's streams (`/ws`, `/ws/{symbol}`).
-    pub enhanced_clients: std::sync::atomic::AtomicU64,
+    pub enhanced_clients: Arc<crate::runtime::registry::Registry>,
     /// The time every market rule reads (`clock.*`).
     pub clock: crate::clock::Clock,
     /// Trading sessions per symbol (`calendar.*`).

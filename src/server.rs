@@ -17,13 +17,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::{Config, DEV_JWT_SECRET},
-    event::{Event, Payload, SystemNotice, Topic},
+    event::{Event, Payload, Topic},
     gateway::Gateway,
-    market,
-    protocol::close,
-    rest,
+    market, rest,
     sources::{Ingest, simulator},
-    spec::messages::{Channel, SystemState},
+    spec::messages::Channel,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -448,18 +446,10 @@ impl Acceptor for NoDelay {
     }
 }
 
-/// Stops sources and handshakes, tells every client, and closes it with 1001.
+/// Stops sources and handshakes; every connection's driver sees it, queues
+/// its dialect's notice and closes with 1001.
 fn begin_shutdown(gateway: &Gateway) {
     gateway.shutdown.cancel();
-    let frame = gateway.hub.broadcast_frame(Event {
-        topic: Topic::global(Channel::System),
-        timestamp: jiff::Timestamp::now(),
-        payload: Payload::System(SystemNotice {
-            status: SystemState::ShuttingDown,
-            message: "the gateway is shutting down; reconnect after a short backoff".into(),
-        }),
-    });
-    gateway.hub.close_all(Some(frame), close::GOING_AWAY);
 }
 
 /// Returns glibc malloc's free memory to the OS after many connections

@@ -162,6 +162,76 @@ async fn the_message_rate_limit_errors_then_disconnects_with_1008() {
     assert_eq!(u16::from(close.code), 1008);
 }
 
+/// The seed's limit as a bursting client meets it: 100 messages and more
+/// sent before anything is read. Every time, the client gets 100 answers,
+/// then `RATE_LIMIT_EXCEEDED`, then close 1008, although its later frames
+/// were still unread when the server decided to close: the server reads
+/// (and discards) them before it closes the socket, so the kernel never
+/// answers with RST and discards the last frames. 100 runs, 100 deliveries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_past_the_message_rate_gets_its_error_and_close_every_time() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let server = TestServer::start(config(|_| {})).await;
+    let limit = server.gateway.config.market_stream.messages_per_minute as usize;
+    assert_eq!(limit, 100, "seed 000's default");
+    let frame = json!({"action": "unsubscribe", "symbols": ["USDCOP"]}).to_string();
+    for run in 0..100 {
+        let mut client = connect(&server).await;
+        // Everything at once, flushed once: frames past the limit are in
+        // the server's receive buffer when it refuses the 101st.
+        for _ in 0..limit + 30 {
+            client
+                .ws
+                .feed(Message::text(frame.clone()))
+                .await
+                .expect("feeds");
+        }
+        client.ws.flush().await.expect("flushes");
+        let (mut acks, mut error, mut close) = (0, None, None);
+        while close.is_none() {
+            let message = tokio::time::timeout(WAIT, client.ws.next())
+                .await
+                .expect("a frame in time")
+                .unwrap_or_else(|| panic!("run {run}: the stream ended before the close frame"))
+                .unwrap_or_else(|e| panic!("run {run}: read failed (reset?): {e}"));
+            match message {
+                Message::Text(text) => {
+                    let frame: Value = serde_json::from_str(&text).expect("JSON");
+                    crate::support::SCHEMAS
+                        .check_in("marketStream", &frame)
+                        .unwrap_or_else(|e| panic!("{e}"));
+                    match frame["type"].as_str() {
+                        Some("ack") => {
+                            assert!(error.is_none(), "run {run}: an ack after the error");
+                            acks += 1;
+                        }
+                        Some("error") => error = Some(frame),
+                        _ => {}
+                    }
+                }
+                Message::Close(frame) => close = Some(frame.map(|f| u16::from(f.code))),
+                _ => {}
+            }
+        }
+        assert_eq!(
+            acks, limit,
+            "run {run}: every message within the limit is answered"
+        );
+        let error = error.unwrap_or_else(|| panic!("run {run}: no error frame"));
+        assert_eq!(error["code"], "RATE_LIMIT_EXCEEDED", "run {run}: {error}");
+        assert_eq!(close, Some(Some(1008)), "run {run}");
+        // tungstenite answers the close; the server then ends the stream.
+        let end = tokio::time::timeout(WAIT, client.ws.next())
+            .await
+            .expect("ends in time");
+        assert!(
+            matches!(end, None | Some(Err(WsError::ConnectionClosed))),
+            "run {run}: the stream ends cleanly: {end:?}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeats_come_and_three_unanswered_ones_end_the_connection() {
     let server = TestServer::start(config(|c| c.market_stream.heartbeat_ms = 150)).await;

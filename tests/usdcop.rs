@@ -409,23 +409,34 @@ async fn the_enhanced_service_answers_health_latest_and_its_streams() {
     assert_eq!(beat["server_status"]["clients_connected"], 1);
     all.send_text("hello").await;
     all.recv_until(|f| f["type"] == "error").await;
+    // The USD/COP system's symbols (the calendar-bound ones), and only
+    // those, although the simulator also streams AAPL, BTC/USDT...
     let mut symbols = std::collections::BTreeSet::new();
-    while symbols.len() < 3 {
+    for _ in 0..40 {
         let frame = all.recv_until(|f| f["type"] == "market_data").await;
         symbols.insert(frame["symbol"].as_str().unwrap().to_owned());
     }
+    assert_eq!(
+        symbols,
+        ["USDBRL", "USDCOP"].map(String::from).into(),
+        "/ws streams the calendar-bound symbols"
+    );
 
     let mut one = Client::connect_dialect(&format!("ws://{addr}/ws/usdcop"), "enhanced").await;
     for _ in 0..5 {
         let frame = one.recv_until(|f| f["type"] == "market_data").await;
         assert_eq!(frame["symbol"], "USDCOP", "{frame}");
     }
-    let refused = tokio_tungstenite::connect_async(format!("ws://{addr}/ws/NOSUCH")).await;
-    match refused {
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-            assert_eq!(response.status().as_u16(), 404);
+    // An unknown symbol, and one the gateway streams that is not the USD/COP
+    // system's, are refused alike.
+    for path in ["/ws/NOSUCH", "/ws/AAPL"] {
+        let refused = tokio_tungstenite::connect_async(format!("ws://{addr}{path}")).await;
+        match refused {
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status().as_u16(), 404, "{path}");
+            }
+            other => panic!("{path} is refused: {other:?}"),
         }
-        other => panic!("an unknown symbol is refused: {other:?}"),
     }
 }
 

@@ -2,90 +2,81 @@
 //! with rooms keyed `SYMBOL:INTERVAL`, `GET /health` and
 //! `GET /health/ws-stats`.
 //!
-//! A room holds its clients' outbound queues. The broadcaster wakes every
+//! A room holds its clients' outboxes. The broadcaster wakes every
 //! `candles.update_ms`, and for each room whose candle changed encodes one
-//! `update` frame and hands the shared bytes to every client of the room;
-//! when a candle ended since the last round, its final value goes first.
-//! `subscribe` answers `initial` from the store (through
-//! `CandleBook::history`). The codec is `protocol::candles`.
+//! `update` frame and pushes the shared bytes into every client's outbox,
+//! keyed by room and candle start: a slow reader's queued update of a
+//! candle is replaced by the newer one (never a closed candle by the next),
+//! up to `ws.conflation_slots` keys, past which the client is closed with
+//! 4000. When a candle ended since the last round, its final value goes
+//! first. `subscribe` reads `initial` from the store (through
+//! `CandleBook::history`) on a task of its own, then joins the room if the
+//! client still wants it, so a slow store never stalls the connection. The
+//! connection itself is run by `runtime::driver`; the codec is
+//! `protocol::candles`.
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
-    num::NonZeroU32,
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::Arc,
     time::Duration,
 };
 
-use futures_util::{SinkExt, StreamExt};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use parking_lot::Mutex;
 use poem::{
     EndpointExt, Request, Response, Route, get, handler,
     web::{Data, Json},
 };
 use serde_json::json;
-use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::{
-    Message,
-    protocol::{CloseFrame, frame::coding::CloseCode},
-};
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 use crate::{
     event::Symbol,
     gateway::Gateway,
+    hub::{Delivery, Dialect, Outbox, Pushed, TopicId},
     market::candles::{Bar, CandleBook, Resolution},
     protocol::{
-        CloseReason, Text,
+        Text,
         candles::{self as codec, Command},
-        close,
     },
-    session::upgrade::{Socket, accept},
-    spec::messages::CandlesServerFrame,
+    runtime::{
+        driver::{Conn, Handler, Refusal, Rules},
+        handshake::upgrade,
+        registry::{Entry, Registry},
+    },
+    spec::messages::{CandlesServerFrame, Channel},
 };
 
-/// Frames queued for one client; a client that lets more pile up is closed
-/// with 4000 (updates come at most once per second per room, so only a
-/// reader that stopped reading gets there).
-const QUEUE: usize = 64;
+/// The outbox lane candle updates travel in. Updates conflate per room and
+/// candle: a reader that falls behind gets each candle's newest value, and
+/// never a closed candle replaced by the next one.
+const LANE: Channel = Channel::ChartData;
 
 type Room = (Symbol, Resolution);
 
 /// Every room of the dialect, and its statistics.
+#[derive(Default)]
 pub struct Rooms {
-    rooms: Mutex<HashMap<Room, RoomState>>,
-    next_client: AtomicU64,
-    connections: AtomicU64,
-}
-
-/// A client of a room: its queue, and the token that ends its session when
-/// the queue overflows.
-struct Client {
-    queue: mpsc::Sender<Text>,
-    evicted: CancellationToken,
+    inner: Mutex<Inner>,
+    connections: Arc<Registry>,
 }
 
 #[derive(Default)]
+struct Inner {
+    rooms: HashMap<Room, RoomState>,
+    /// Rooms a client subscribed to whose initial bars are being read: it
+    /// joins once they are queued, if it still wants the room then.
+    pending: HashSet<(u64, Room)>,
+    next_id: TopicId,
+}
+
 struct RoomState {
-    clients: HashMap<u64, Client>,
+    /// Keys the room's frames in outboxes.
+    id: TopicId,
+    clients: HashMap<u64, Arc<Outbox>>,
     /// The bar the room last sent.
     last: Option<Bar>,
     /// Unix milliseconds of the last update sent.
     last_broadcast: Option<i64>,
-}
-
-impl Default for Rooms {
-    fn default() -> Self {
-        Self {
-            rooms: Mutex::new(HashMap::new()),
-            next_client: AtomicU64::new(1),
-            connections: AtomicU64::new(0),
-        }
-    }
 }
 
 fn room_key((symbol, resolution): &Room) -> String {
@@ -93,30 +84,56 @@ fn room_key((symbol, resolution): &Room) -> String {
 }
 
 impl Rooms {
-    fn join(&self, room: Room, id: u64, client: Client) {
-        self.rooms
-            .lock()
+    /// Joins `client` to `room` after queueing `initial`, if the client
+    /// still wants the room (it may have unsubscribed or left meanwhile).
+    /// Under the rooms' lock, so no update can come before `initial`.
+    fn join_if_wanted(&self, room: Room, client: u64, outbox: &Arc<Outbox>, initial: Text) {
+        let mut inner = self.inner.lock();
+        if !inner.pending.remove(&(client, room.clone())) {
+            return;
+        }
+        if !outbox.push_control(initial) {
+            return;
+        }
+        let Inner { rooms, next_id, .. } = &mut *inner;
+        rooms
             .entry(room)
-            .or_default()
+            .or_insert_with(|| {
+                let id = *next_id;
+                *next_id = next_id.wrapping_add(1);
+                RoomState {
+                    id,
+                    clients: HashMap::new(),
+                    last: None,
+                    last_broadcast: None,
+                }
+            })
             .clients
-            .insert(id, client);
+            .insert(client, outbox.clone());
+    }
+
+    fn want(&self, room: Room, client: u64) {
+        self.inner.lock().pending.insert((client, room));
     }
 
     fn leave(&self, room: &Room, client: u64) {
-        let mut rooms = self.rooms.lock();
-        if let Some(state) = rooms.get_mut(room) {
+        let mut inner = self.inner.lock();
+        inner.pending.remove(&(client, room.clone()));
+        if let Some(state) = inner.rooms.get_mut(room) {
             state.clients.remove(&client);
             if state.clients.is_empty() {
-                rooms.remove(room);
+                inner.rooms.remove(room);
             }
         }
     }
 
-    /// One broadcast round: every room whose candle changed sends it.
-    pub fn broadcast(&self, candles: &CandleBook) {
-        let now = jiff::Timestamp::now().as_millisecond();
-        let mut rooms = self.rooms.lock();
-        for ((symbol, resolution), state) in rooms.iter_mut() {
+    /// One broadcast round: every room whose candle changed sends it, each
+    /// frame encoded once and shared by the room's clients.
+    pub fn broadcast(&self, candles: &CandleBook, now: jiff::Timestamp) {
+        let now = now.as_millisecond();
+        let published = tokio::time::Instant::now();
+        let mut inner = self.inner.lock();
+        for ((symbol, resolution), state) in inner.rooms.iter_mut() {
             let (open, closed) = candles.latest(symbol, *resolution);
             let mut frames = Vec::new();
             // A candle ended since the last round: its final value first.
@@ -138,24 +155,26 @@ impl Rooms {
                     interval: codec::interval(*resolution),
                     bar: codec::bar(&bar),
                 });
-                // Full queue: the client stopped reading; its session ends
-                // the connection with 4000.
-                state.clients.retain(|_, client| {
-                    let sent = client.queue.try_send(frame.clone()).is_ok();
-                    if !sent {
-                        client.evicted.cancel();
-                    }
-                    sent
+                // A client whose outbox is full was closed with 4000 by it.
+                state.clients.retain(|_, outbox| {
+                    outbox.push(Delivery {
+                        lane: LANE.index(),
+                        key: Some((state.id, bar.time)),
+                        frame: &frame,
+                        resync: None,
+                        published,
+                    }) != Pushed::Closed
                 });
                 state.last = Some(bar);
                 state.last_broadcast = Some(now);
             }
         }
-        rooms.retain(|_, state| !state.clients.is_empty());
+        inner.rooms.retain(|_, state| !state.clients.is_empty());
     }
 
     fn stats(&self, one_minute_candles: u64) -> serde_json::Value {
-        let rooms = self.rooms.lock();
+        let inner = self.inner.lock();
+        let rooms = &inner.rooms;
         let ordered: BTreeMap<String, &RoomState> = rooms
             .iter()
             .map(|(room, state)| (room_key(room), state))
@@ -172,7 +191,7 @@ impl Rooms {
             })
             .collect();
         json!({
-            "connections": self.connections.load(Ordering::Relaxed),
+            "connections": self.connections.len(),
             "broadcaster": {
                 "totalRooms": rooms.len(),
                 "totalClients": rooms.values().map(|s| s.clients.len()).sum::<usize>(),
@@ -192,7 +211,9 @@ pub async fn run_broadcaster(gateway: Arc<Gateway>, shutdown: CancellationToken)
             () = shutdown.cancelled() => return,
             _ = timer.tick() => {}
         }
-        gateway.candle_rooms.broadcast(&gateway.candles);
+        gateway
+            .candle_rooms
+            .broadcast(&gateway.candles, gateway.clock.now());
     }
 }
 
@@ -207,14 +228,21 @@ pub fn routes(gateway: Arc<Gateway>) -> impl poem::Endpoint {
 
 #[handler]
 fn endpoint(request: &Request, Data(gateway): Data<&Arc<Gateway>>) -> Response {
-    accept(request, gateway, serve)
+    upgrade(request, gateway, || {
+        let rules = Rules::standard(
+            gateway,
+            Dialect::Candles,
+            gateway.quotes_outbox_limits.clone(),
+        );
+        Ok((rules, |conn: &Conn<'_>| Client::open(conn)))
+    })
 }
 
 #[handler]
 fn health(Data(gateway): Data<&Arc<Gateway>>) -> Json<serde_json::Value> {
     Json(json!({
         "status": "ok",
-        "connections": gateway.candle_rooms.connections.load(Ordering::Relaxed),
+        "connections": gateway.candle_rooms.connections.len(),
         "timestamp": crate::spec::CandlesTime(jiff::Timestamp::now()).to_string(),
     }))
 }
@@ -239,197 +267,149 @@ async fn ws_stats(Data(gateway): Data<&Arc<Gateway>>) -> Json<serde_json::Value>
     )
 }
 
-/// One candles connection until it closes.
-async fn serve(gateway: Arc<Gateway>, socket: Socket) {
-    let client = gateway
-        .candle_rooms
-        .next_client
-        .fetch_add(1, Ordering::Relaxed);
-    let span = tracing::info_span!("candles", conn = client);
-    session(gateway, socket, client).instrument(span).await;
+/// One candles connection: the rooms it joined or is joining.
+struct Client {
+    gateway: Arc<Gateway>,
+    outbox: Arc<Outbox>,
+    id: u64,
+    rooms: HashSet<Room>,
+    /// Cancels the initial-bar reads still running when the client leaves.
+    reads: CancellationToken,
+    _entry: Entry,
 }
 
-async fn session(gateway: Arc<Gateway>, socket: Socket, client: u64) {
-    let rooms = &gateway.candle_rooms;
-    rooms.connections.fetch_add(1, Ordering::Relaxed);
-    gateway.stats.connection_opened();
-    let evicted = CancellationToken::new();
-    let (mut sink, mut stream) = socket.split();
-    let (queue, mut outbound) = mpsc::channel::<Text>(QUEUE);
-    let mut joined: HashSet<Room> = HashSet::new();
-    let ws = &gateway.config.ws;
-    let limiter: DefaultDirectRateLimiter = RateLimiter::direct(
-        Quota::per_second(NonZeroU32::new(ws.inbound_per_second).unwrap_or(NonZeroU32::MIN))
-            .allow_burst(NonZeroU32::new(ws.inbound_burst).unwrap_or(NonZeroU32::MIN)),
-    );
-    let idle = Duration::from_millis(ws.idle_timeout_ms);
-    let mut ping = tokio::time::interval(Duration::from_millis(ws.ping_interval_ms));
-    ping.tick().await;
-    let mut last_heard = tokio::time::Instant::now();
-    let reason: Option<CloseReason> = loop {
-        tokio::select! {
-            () = gateway.shutdown.cancelled() => break Some(close::GOING_AWAY),
-            () = evicted.cancelled() => break Some(close::SLOW_CONSUMER),
-            frame = outbound.recv() => {
-                let Some(frame) = frame else { break None };
-                if sink.feed(Message::Text(frame)).await.is_err() {
-                    break None;
-                }
-                // Send everything else that is ready in the same flush.
-                while let Ok(frame) = outbound.try_recv() {
-                    if sink.feed(Message::Text(frame)).await.is_err() {
-                        break;
-                    }
-                }
-                if sink.flush().await.is_err() {
-                    break None;
-                }
-                gateway.stats.frames_out(1);
-            }
-            _ = ping.tick() => {
-                if last_heard.elapsed() >= idle {
-                    break Some(close::HEARTBEAT_TIMEOUT);
-                }
-                if sink.send(Message::Ping(Default::default())).await.is_err() {
-                    break None;
-                }
-            }
-            message = stream.next() => {
-                let Some(Ok(message)) = message else { break None };
-                last_heard = tokio::time::Instant::now();
-                let text = match message {
-                    Message::Text(text) => text,
-                    Message::Binary(_) => {
-                        let _ = queue.try_send(codec::error(codec::INVALID_FORMAT));
-                        continue;
-                    }
-                    Message::Close(_) => break None,
-                    _ => continue,
-                };
-                gateway.stats.frame_in();
-                if text.len() > ws.max_frame_bytes {
-                    let _ = sink.send(Message::Text(codec::error(format!("Message too large (max {} bytes)", ws.max_frame_bytes)))).await;
-                    break Some(close::FRAME_TOO_LARGE);
-                }
-                if limiter.check().is_err() {
-                    let _ = queue.try_send(codec::error(format!("Rate limit exceeded: at most {} messages per second", ws.inbound_per_second)));
-                    continue;
-                }
-                let reply = apply(&gateway, client, &queue, &evicted, &mut joined, &text).await;
-                if let Some(reply) = reply
-                    && queue.try_send(reply).is_err()
-                {
-                    break Some(close::SLOW_CONSUMER);
-                }
-            }
+impl Client {
+    fn open(conn: &Conn<'_>) -> Self {
+        Self {
+            gateway: conn.gateway.clone(),
+            outbox: conn.outbox().clone(),
+            id: conn.id(),
+            rooms: HashSet::new(),
+            reads: CancellationToken::new(),
+            _entry: conn.gateway.candle_rooms.connections.enter(conn),
         }
-    };
-    for room in &joined {
-        rooms.leave(room, client);
     }
-    if let Some(reason) = reason {
-        gateway.stats.disconnect(reason.code);
-        let _ = sink
-            .send(Message::Close(Some(CloseFrame {
-                code: CloseCode::from(reason.code),
-                reason: reason.reason.into(),
-            })))
-            .await;
-    }
-    let _ = sink.close().await;
-    rooms.connections.fetch_sub(1, Ordering::Relaxed);
-    gateway.stats.connection_closed();
-}
 
-/// Applies one client frame; returns the reply to queue, if any.
-async fn apply(
-    gateway: &Gateway,
-    client: u64,
-    queue: &mpsc::Sender<Text>,
-    evicted: &CancellationToken,
-    joined: &mut HashSet<Room>,
-    text: &str,
-) -> Option<Text> {
-    let config = &gateway.config.candles;
-    let command = match codec::decode(text) {
-        Ok(command) => command,
-        Err(message) => return Some(codec::error(message)),
-    };
-    match command {
-        Command::Ping => Some(codec::encode(&CandlesServerFrame::Pong)),
-        Command::Subscribe {
-            symbol,
-            resolution,
-            initial_bars,
-        } => {
-            let Some(symbol) = supported(gateway, &symbol) else {
-                return Some(codec::error(codec::invalid_symbol(
-                    &symbol,
-                    &config.symbols,
-                )));
-            };
-            let count = match initial_bars {
-                None => config.default_initial_bars,
-                Some(n) if n >= 1 => usize::try_from(n)
-                    .unwrap_or(usize::MAX)
-                    .min(config.max_initial_bars),
-                Some(n) => {
+    /// Applies one client frame; returns the reply to queue, if any.
+    fn apply(&mut self, text: &str) -> Option<Text> {
+        let gateway = &self.gateway;
+        let config = &gateway.config.candles;
+        let command = match codec::decode(text) {
+            Ok(command) => command,
+            Err(message) => return Some(codec::error(message)),
+        };
+        match command {
+            Command::Ping => Some(codec::encode(&CandlesServerFrame::Pong)),
+            Command::Subscribe {
+                symbol,
+                resolution,
+                initial_bars,
+            } => {
+                let Some(symbol) = supported(gateway, &symbol) else {
+                    return Some(codec::error(codec::invalid_symbol(
+                        &symbol,
+                        &config.symbols,
+                    )));
+                };
+                let count = match initial_bars {
+                    None => config.default_initial_bars,
+                    Some(n) if n >= 1 => usize::try_from(n)
+                        .unwrap_or(usize::MAX)
+                        .min(config.max_initial_bars),
+                    Some(n) => {
+                        return Some(codec::error(format!(
+                            "Invalid initialBars: {n}. Must be at least 1 (at most {} are sent)",
+                            config.max_initial_bars
+                        )));
+                    }
+                };
+                let room = (symbol, resolution);
+                let max = gateway.config.ws.max_subscriptions;
+                if !self.rooms.contains(&room) && self.rooms.len() >= max {
                     return Some(codec::error(format!(
-                        "Invalid initialBars: {n}. Must be at least 1 (at most {} are sent)",
-                        config.max_initial_bars
+                        "Too many subscriptions: at most {max} per connection"
                     )));
                 }
-            };
-            let room = (symbol.clone(), resolution);
-            if !joined.contains(&room) && joined.len() >= gateway.config.ws.max_subscriptions {
-                return Some(codec::error(format!(
-                    "Too many subscriptions: at most {} per connection",
-                    gateway.config.ws.max_subscriptions
-                )));
+                self.rooms.insert(room.clone());
+                self.read_initial(room, count);
+                None
             }
-            let end = resolution.bucket(jiff::Timestamp::now().as_second()) + resolution.seconds();
-            let bars = match gateway
-                .candles
-                .history(&symbol, resolution, 0, end, count)
-                .await
-            {
-                Ok(bars) => bars,
+            Command::Unsubscribe { symbol, resolution } => {
+                let Some(symbol) = supported(gateway, &symbol) else {
+                    return Some(codec::error(codec::invalid_symbol(
+                        &symbol,
+                        &config.symbols,
+                    )));
+                };
+                let room = (symbol, resolution);
+                gateway.candle_rooms.leave(&room, self.id);
+                self.rooms.remove(&room);
+                None
+            }
+        }
+    }
+
+    /// Reads the room's initial bars off the connection's task, then queues
+    /// `initial` and joins the room (if still wanted). A subscribe to a room
+    /// already joined reads and sends `initial` again, as the seed does.
+    fn read_initial(&self, room: Room, count: usize) {
+        let gateway = self.gateway.clone();
+        let outbox = self.outbox.clone();
+        let client = self.id;
+        let reads = self.reads.clone();
+        gateway.candle_rooms.leave(&room, client);
+        gateway.candle_rooms.want(room.clone(), client);
+        let task = async move {
+            let (symbol, resolution) = &room;
+            let now = gateway.clock.now().as_second();
+            let end = resolution.bucket(now) + resolution.seconds();
+            let history = tokio::select! {
+                () = reads.cancelled() => return,
+                history = gateway.candles.history(symbol, *resolution, 0, end, count) => history,
+            };
+            let frame = match history {
+                Ok(bars) => codec::encode(&CandlesServerFrame::Initial {
+                    symbol: symbol.to_string(),
+                    interval: codec::interval(*resolution),
+                    bars: bars.iter().map(codec::bar).collect(),
+                }),
                 Err(error) => {
                     tracing::warn!(%error, "candles history failed");
-                    return Some(codec::error("History is unavailable; retry shortly"));
+                    gateway.candle_rooms.leave(&room, client);
+                    outbox.push_control(codec::error("History is unavailable; retry shortly"));
+                    return;
                 }
             };
-            let initial = codec::encode(&CandlesServerFrame::Initial {
-                symbol: symbol.to_string(),
-                interval: codec::interval(resolution),
-                bars: bars.iter().map(codec::bar).collect(),
-            });
-            // Initial first, then the room's updates.
-            if queue.try_send(initial).is_err() {
-                return None;
-            }
-            gateway.candle_rooms.join(
-                room.clone(),
-                client,
-                Client {
-                    queue: queue.clone(),
-                    evicted: evicted.clone(),
-                },
-            );
-            joined.insert(room);
-            None
+            gateway
+                .candle_rooms
+                .join_if_wanted(room, client, &outbox, frame);
+        };
+        self.gateway.tasks.spawn(task);
+    }
+}
+
+impl Handler for Client {
+    fn on_text(&mut self, conn: &Conn<'_>, text: Text) {
+        if let Some(reply) = self.apply(&text) {
+            conn.outbox().push_control(reply);
         }
-        Command::Unsubscribe { symbol, resolution } => {
-            let Some(symbol) = supported(gateway, &symbol) else {
-                return Some(codec::error(codec::invalid_symbol(
-                    &symbol,
-                    &config.symbols,
-                )));
-            };
-            let room = (symbol, resolution);
-            gateway.candle_rooms.leave(&room, client);
-            joined.remove(&room);
-            None
+    }
+
+    fn refusal(&mut self, conn: &Conn<'_>, refusal: Refusal) -> Option<Text> {
+        Some(codec::error(match refusal {
+            Refusal::FrameTooLarge { max, .. } => format!("Message too large (max {max} bytes)"),
+            Refusal::RateLimited { .. } => format!(
+                "Rate limit exceeded: at most {} messages per second",
+                conn.gateway.config.ws.inbound_per_second
+            ),
+            Refusal::Binary => codec::INVALID_FORMAT.to_owned(),
+        }))
+    }
+
+    fn on_close(&mut self, _conn: &Conn<'_>) {
+        self.reads.cancel();
+        for room in &self.rooms {
+            self.gateway.candle_rooms.leave(room, self.id);
         }
     }
 }

@@ -2,16 +2,16 @@
 //! (`enhanced.port`, 8080): `GET /health`, `/status`, `/market/latest`,
 //! `/market/session` in the seed's shapes (their OpenAPI document is
 //! `openapi.enhanced.yaml`, served at `/openapi.yaml` and `/docs`), and the
-//! WebSocket streams `/ws` (every symbol) and `/ws/{symbol}`.
+//! WebSocket streams `/ws` (the calendar-bound symbols: USDCOP and USDBRL
+//! by default) and `/ws/{symbol}` (one of them).
 //!
 //! A stream connection is a hub subscriber of dialect `Usdcop`, so its
 //! `market_data` frames are the bytes the market-data stream (seed 000)
 //! sends. The client may send `{"type":"heartbeat"}`; the answer is
 //! `heartbeat_response`.
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
-use futures_util::StreamExt;
 use parking_lot::Mutex;
 use poem::{
     Endpoint, EndpointExt, Request, Response, Route, get, handler,
@@ -19,9 +19,6 @@ use poem::{
     web::{Data, Path},
 };
 use poem_openapi::{ApiResponse, Object, OpenApi, OpenApiService, payload::Json};
-use tokio::time::{Instant, sleep_until};
-use tokio_tungstenite::tungstenite::Message;
-use tracing::Instrument;
 
 use crate::{
     calendar::{SessionInfo, SessionStatus},
@@ -30,18 +27,13 @@ use crate::{
     gateway::Gateway,
     hub::Dialect,
     market::candles::Resolution,
-    protocol::{Text, close},
-    session::{
-        close_stream, open_stream,
-        upgrade::{Socket, accept, json_error},
+    protocol::{Text, enhanced as codec},
+    runtime::{
+        driver::{Conn, Handler, Refusal, Rules},
+        handshake::{json_error, upgrade},
+        registry::Entry,
     },
-    spec::{
-        UsdcopTime,
-        messages::{
-            Channel, EnhancedClientFrame, EnhancedServerFrame, EnhancedServerStatus,
-            EnhancedServerStatusMarketStatus, EnhancedServerStatusServiceStatus,
-        },
-    },
+    spec::messages::Channel,
 };
 
 /// `connectivity.*` of `/health`.
@@ -396,10 +388,7 @@ impl EnhancedApi {
 }
 
 fn state_name(gateway: &Gateway) -> String {
-    serde_json::to_value(gateway.orchestrator.state())
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
+    gateway.orchestrator.state().name().to_owned()
 }
 
 /// The orchestrated symbol's session now, in the seed's shape.
@@ -460,132 +449,125 @@ pub fn routes(gateway: Arc<Gateway>) -> impl Endpoint {
         .data(gateway)
         .around(|endpoint, request| async move {
             let response = endpoint.get_response(request).await;
-            Ok(crate::session::upgrade::plain_errors_as_json(response).await)
+            Ok(crate::runtime::handshake::plain_errors_as_json(response).await)
         })
 }
 
+/// `/ws`: the USD/COP system's symbols (the calendar-bound ones,
+/// `calendar.symbols`).
 #[handler]
 fn stream_all(request: &Request, Data(gateway): Data<&Arc<Gateway>>) -> Response {
-    accept(request, gateway, |gateway, socket| async move {
-        serve(gateway, socket, None)
-            .instrument(tracing::info_span!("enhanced"))
-            .await;
+    upgrade(request, gateway, || {
+        let symbols: Vec<Symbol> = gateway
+            .calendar
+            .symbols()
+            .filter_map(|(name, _)| gateway.hub.symbols().insert(name).ok())
+            .collect();
+        Ok(admitted(gateway, symbols))
     })
 }
 
+/// `/ws/{symbol}`: one of the calendar-bound symbols, else 404.
 #[handler]
 fn stream_symbol(
     request: &Request,
     Path(symbol): Path<String>,
     Data(gateway): Data<&Arc<Gateway>>,
 ) -> Response {
-    let Some(symbol) = gateway.hub.symbols().get(&symbol.to_ascii_uppercase()) else {
-        return json_error(
-            StatusCode::NOT_FOUND,
-            "unknown_symbol",
-            &format!("symbol {symbol:?} is not streamed; GET /market/latest names the main one"),
-        );
-    };
-    accept(request, gateway, move |gateway, socket| async move {
-        serve(gateway, socket, Some(symbol))
-            .instrument(tracing::info_span!("enhanced"))
-            .await;
+    upgrade(request, gateway, || {
+        let bound = gateway
+            .calendar
+            .symbols()
+            .find(|(name, _)| name.eq_ignore_ascii_case(&symbol))
+            .and_then(|(name, _)| gateway.hub.symbols().insert(name).ok());
+        let Some(symbol) = bound else {
+            let names: Vec<&str> = gateway.calendar.symbols().map(|(name, _)| name).collect();
+            return Err(json_error(
+                StatusCode::NOT_FOUND,
+                "unknown_symbol",
+                &format!(
+                    "symbol {:?} is not streamed here; the streamed symbols are {}",
+                    symbol.chars().take(32).collect::<String>(),
+                    names.join(", ")
+                ),
+            )
+            .into());
+        };
+        Ok(admitted(gateway, vec![symbol]))
     })
 }
 
-async fn serve(gateway: Arc<Gateway>, socket: Socket, symbol: Option<Symbol>) {
-    let (mut conn, mut stream) = open_stream(&gateway, socket, Dialect::Usdcop);
-    let outbox = conn.outbox.clone();
-    gateway
-        .enhanced_clients
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    gateway.hub.subscribe_stream(
-        &conn.subscriber,
-        Channel::MarketData,
-        symbol.map(TopicKey::Symbol),
+fn admitted(
+    gateway: &Arc<Gateway>,
+    symbols: Vec<Symbol>,
+) -> (Rules, impl FnOnce(&Conn<'_>) -> Stream + Send + 'static) {
+    let rules = Rules::standard(
+        gateway,
+        Dialect::Usdcop,
+        gateway.quotes_outbox_limits.clone(),
     );
-    crate::dialects::market_stream::drop_closed_snapshots(&gateway, &outbox);
-    let idle = Duration::from_millis(gateway.config.ws.idle_timeout_ms);
-    let max_frame = gateway.config.ws.max_frame_bytes;
-    let mut last_seen = Instant::now();
-    loop {
-        tokio::select! {
-            message = stream.next() => match message {
-                Some(Ok(message)) => {
-                    last_seen = Instant::now();
-                    match message {
-                        Message::Text(text) => {
-                            gateway.stats.frame_in();
-                            if text.len() > max_frame {
-                                outbox.push_control(error(&format!("frame of {} bytes; at most {max_frame}", text.len())));
-                                outbox.close(close::FRAME_TOO_LARGE);
-                                continue;
-                            }
-                            outbox.push_control(answer(&gateway, &text));
-                        }
-                        Message::Binary(_) => {
-                            gateway.stats.frame_in();
-                            outbox.push_control(error("Invalid message format: send JSON text frames"));
-                        }
-                        Message::Close(_) => break,
-                        _ => {}
-                    }
-                }
-                Some(Err(error)) => {
-                    tracing::debug!(%error, "read failed");
-                    break;
-                }
-                None => break,
-            },
-            () = sleep_until(last_seen + idle) => {
-                outbox.close(close::HEARTBEAT_TIMEOUT);
-                last_seen = Instant::now();
-            }
-            () = conn.writer_stopped() => break,
-        }
-    }
-    gateway
-        .enhanced_clients
-        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-    close_stream(&gateway, conn).await;
+    (rules, move |conn: &Conn<'_>| Stream::open(conn, symbols))
 }
 
-/// The answer to one client text frame.
-fn answer(gateway: &Gateway, text: &str) -> Text {
-    match serde_json::from_str::<EnhancedClientFrame>(text) {
-        // The union has one variant, so typify types it by its tag only.
-        Ok(EnhancedClientFrame::Type(kind)) if kind == "heartbeat" => {
-            let orchestrator = &gateway.orchestrator;
-            let info = orchestrator.schedule().session(orchestrator.clock().now());
-            let service_status = serde_json::to_value(orchestrator.state())
-                .ok()
-                .and_then(|v| serde_json::from_value(v).ok())
-                .unwrap_or(EnhancedServerStatusServiceStatus::Error);
-            let frame = EnhancedServerFrame::HeartbeatResponse {
-                timestamp: UsdcopTime(jiff::Timestamp::now()),
-                server_status: EnhancedServerStatus {
-                    service_status,
-                    market_status: match info.status {
-                        SessionStatus::Open => EnhancedServerStatusMarketStatus::Open,
-                        SessionStatus::Closing => EnhancedServerStatusMarketStatus::Closing,
-                        SessionStatus::Closed => EnhancedServerStatusMarketStatus::Closed,
+/// One stream connection. The client may send `{"type":"heartbeat"}`; the
+/// answer is `heartbeat_response`.
+struct Stream {
+    _entry: Entry,
+}
+
+impl Stream {
+    fn open(conn: &Conn<'_>, symbols: Vec<Symbol>) -> Self {
+        let gateway = conn.gateway;
+        let entry = gateway.enhanced_clients.enter(conn);
+        for symbol in symbols {
+            gateway.hub.subscribe_stream(
+                conn.subscriber,
+                Channel::MarketData,
+                Some(TopicKey::Symbol(symbol)),
+            );
+        }
+        crate::dialects::market_stream::drop_closed_snapshots(gateway, conn.outbox());
+        Self { _entry: entry }
+    }
+}
+
+impl Handler for Stream {
+    fn on_text(&mut self, conn: &Conn<'_>, text: Text) {
+        let gateway = conn.gateway;
+        let now = jiff::Timestamp::now();
+        let reply = match codec::decode(&text) {
+            Ok(codec::Command::Heartbeat) => {
+                let orchestrator = &gateway.orchestrator;
+                let info = orchestrator.schedule().session(orchestrator.clock().now());
+                codec::heartbeat_response(
+                    &codec::Status {
+                        service: orchestrator.state(),
+                        market: info.status,
+                        market_open: info.market_open,
+                        clients_connected: gateway.enhanced_clients.len() as u64,
                     },
-                    market_open: info.market_open,
-                    clients_connected: gateway
-                        .enhanced_clients
-                        .load(std::sync::atomic::Ordering::Relaxed),
-                },
-            };
-            serde_json::to_string(&frame).unwrap_or_default().into()
-        }
-        _ => error(r#"Invalid message format: send {"type": "heartbeat"}"#),
+                    now,
+                )
+            }
+            Err(message) => codec::error(message, now),
+        };
+        conn.outbox().push_control(reply);
     }
-}
 
-fn error(message: &str) -> Text {
-    let frame = EnhancedServerFrame::Error {
-        message: message.to_owned(),
-        timestamp: UsdcopTime(jiff::Timestamp::now()),
-    };
-    serde_json::to_string(&frame).unwrap_or_default().into()
+    fn refusal(&mut self, conn: &Conn<'_>, refusal: Refusal) -> Option<Text> {
+        let message = match refusal {
+            Refusal::FrameTooLarge { size, max } => {
+                format!("Invalid message format: frame of {size} bytes; at most {max}")
+            }
+            Refusal::RateLimited { .. } => {
+                let ws = &conn.gateway.config.ws;
+                format!(
+                    "Rate limit exceeded: at most {} messages per second (burst {})",
+                    ws.inbound_per_second, ws.inbound_burst
+                )
+            }
+            Refusal::Binary => "Invalid message format: send JSON text frames".to_owned(),
+        };
+        Some(codec::error(message, jiff::Timestamp::now()))
+    }
 }

@@ -16,15 +16,11 @@ use std::{
     collections::{BTreeSet, HashMap},
     net::IpAddr,
     num::NonZeroU32,
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::Arc,
     time::Duration,
 };
 
-use futures_util::StreamExt;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::Quota;
 use parking_lot::Mutex;
 use poem::{
     EndpointExt, Request, Response, Route, get, handler,
@@ -32,8 +28,7 @@ use poem::{
     web::{Data, Json},
 };
 use serde_json::json;
-use tokio_tungstenite::tungstenite::Message;
-use tracing::Instrument;
+use tokio::time::Instant;
 
 use crate::{
     event::{Symbol, TopicKey},
@@ -43,9 +38,10 @@ use crate::{
         CloseReason, Text, close,
         usdcop::{self, Command},
     },
-    session::{
-        close_stream, open_stream,
-        upgrade::{Socket, accept, json_error},
+    runtime::{
+        driver::{Conn, Handler, Inbound, Liveness, Refusal, Rules},
+        handshake::{json_error, upgrade},
+        registry::{Entry, Registry},
     },
     spec::messages::{Channel, UsdcopErrorCode},
 };
@@ -58,8 +54,7 @@ pub const PATH: &str = "/ws/market-data";
 #[derive(Default)]
 pub struct Streams {
     per_ip: Mutex<HashMap<IpAddr, usize>>,
-    sessions: Mutex<HashMap<u64, Arc<Outbox>>>,
-    next: AtomicU64,
+    registry: Arc<Registry>,
     /// The `degraded_service` frame while the health monitor reports an
     /// outage: connections opened meanwhile get it first.
     degraded: Mutex<Option<Text>>,
@@ -68,22 +63,17 @@ pub struct Streams {
 impl Streams {
     /// Connections open now.
     pub fn connections(&self) -> usize {
-        self.sessions.lock().len()
+        self.registry.len()
     }
 
     /// Queues `frame` to every connection (never conflated).
     pub fn broadcast(&self, frame: &Text) {
-        for outbox in self.sessions.lock().values() {
-            outbox.push_control(frame.clone());
-        }
+        self.registry.broadcast(frame);
     }
 
     /// Queues `frame` to every connection, then closes each with `reason`.
     pub fn close_all(&self, frame: &Text, reason: CloseReason) {
-        for outbox in self.sessions.lock().values() {
-            outbox.push_control(frame.clone());
-            outbox.close(reason);
-        }
+        self.registry.close_all(Some(frame), reason);
     }
 
     /// Takes one of `ip`'s connection slots, or None at the limit.
@@ -138,40 +128,64 @@ pub fn routes(gateway: Arc<Gateway>) -> impl poem::Endpoint {
 /// `AUTHENTICATION_FAILED` and close 1008 right after the upgrade.
 #[handler]
 fn endpoint(request: &Request, Data(gateway): Data<&Arc<Gateway>>) -> Response {
-    let config = &gateway.config.market_stream;
-    let ip = request
-        .remote_addr()
-        .as_socket_addr()
-        .map(std::net::SocketAddr::ip);
-    let Some(slot) = gateway
-        .market_streams
-        .admit(ip, config.max_connections_per_ip)
-    else {
-        gateway.stats.handshake_refused("ip_connection_limit");
-        let message = format!(
-            "at most {} connections per IP address",
-            config.max_connections_per_ip
-        );
-        return json_error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "RATE_LIMIT_EXCEEDED",
-            &message,
-        );
-    };
-    let query = request
-        .params::<HashMap<String, String>>()
-        .unwrap_or_default();
-    // A bad token is told in the protocol (browsers cannot read a refused
-    // handshake's body): an error frame, then close 1008.
-    let refused = query
-        .get("token")
-        .and_then(|token| gateway.auth.verify(token).err())
-        .map(|error| format!("Authentication failed: the token does not verify ({error})"));
-    accept(request, gateway, move |gateway, socket| async move {
-        let _slot = slot;
-        let span = tracing::info_span!("market_stream");
-        serve(gateway, socket, refused).instrument(span).await;
+    upgrade(request, gateway, || {
+        let config = &gateway.config.market_stream;
+        let ip = request
+            .remote_addr()
+            .as_socket_addr()
+            .map(std::net::SocketAddr::ip);
+        let Some(slot) = gateway
+            .market_streams
+            .admit(ip, config.max_connections_per_ip)
+        else {
+            gateway.stats.handshake_refused("ip_connection_limit");
+            let message = format!(
+                "at most {} connections per IP address",
+                config.max_connections_per_ip
+            );
+            return Err(json_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "RATE_LIMIT_EXCEEDED",
+                &message,
+            )
+            .into());
+        };
+        let query = request
+            .params::<HashMap<String, String>>()
+            .unwrap_or_default();
+        // A bad token is told in the protocol (browsers cannot read a
+        // refused handshake's body): an error frame, then close 1008.
+        let refused = query
+            .get("token")
+            .and_then(|token| gateway.auth.verify(token).err())
+            .map(|error| format!("Authentication failed: the token does not verify ({error})"));
+        let rules = rules(gateway);
+        Ok((rules, move |conn: &Conn<'_>| {
+            Session::open(conn, slot, refused)
+        }))
     })
+}
+
+/// The seed's limits: `messages_per_minute` (the first frame past it gets
+/// `RATE_LIMIT_EXCEEDED` and close 1008) and its heartbeat as the one
+/// liveness rule.
+fn rules(gateway: &Gateway) -> Rules {
+    let config = &gateway.config.market_stream;
+    let per_minute = NonZeroU32::new(config.messages_per_minute).unwrap_or(NonZeroU32::MIN);
+    Rules {
+        inbound: Inbound {
+            quota: Quota::per_minute(per_minute),
+            close_after: 0,
+            window: Duration::from_secs(60),
+            close: close::MESSAGE_RATE,
+        },
+        liveness: Liveness::Dialect,
+        ..Rules::standard(
+            gateway,
+            Dialect::Usdcop,
+            gateway.quotes_outbox_limits.clone(),
+        )
+    }
 }
 
 /// `GET /health` of the stream's listener.
@@ -189,127 +203,108 @@ fn health(Data(gateway): Data<&Arc<Gateway>>) -> Json<serde_json::Value> {
 struct Session {
     gateway: Arc<Gateway>,
     subscriber: Subscriber,
-    outbox: Arc<Outbox>,
     symbols: BTreeSet<Symbol>,
-    limiter: DefaultDirectRateLimiter,
+    /// Heartbeats sent since the client's last `pong`.
+    unanswered: u32,
+    next_heartbeat: Instant,
+    _entry: Entry,
+    _slot: IpSlot,
 }
 
-async fn serve(gateway: Arc<Gateway>, socket: Socket, refused: Option<String>) {
-    let config = gateway.config.market_stream.clone();
-    let (mut conn, mut stream) = open_stream(&gateway, socket, Dialect::Usdcop);
-    let outbox = conn.outbox.clone();
-    if let Some(message) = refused {
-        gateway
-            .stats
-            .error_sent("usdcop_AUTHENTICATION_FAILED".into());
-        outbox.push_control(usdcop::error(
-            UsdcopErrorCode::AuthenticationFailed,
-            message,
-            jiff::Timestamp::now(),
-        ));
-        outbox.close(close::AUTH_FAILED);
-    }
-    let id = gateway.market_streams.next.fetch_add(1, Ordering::Relaxed);
-    gateway
-        .market_streams
-        .sessions
-        .lock()
-        .insert(id, outbox.clone());
-    if let Some(frame) = gateway.market_streams.degraded.lock().clone() {
-        outbox.push_control(frame);
-    }
-    let per_minute = NonZeroU32::new(config.messages_per_minute).unwrap_or(NonZeroU32::MIN);
-    let mut session = Session {
-        gateway: gateway.clone(),
-        subscriber: conn.subscriber.clone(),
-        outbox: outbox.clone(),
-        symbols: BTreeSet::new(),
-        limiter: RateLimiter::direct(Quota::per_minute(per_minute)),
-    };
-    let every = Duration::from_millis(config.heartbeat_ms.max(1));
-    let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut unanswered = 0u32;
-    loop {
-        tokio::select! {
-            message = stream.next() => match message {
-                Some(Ok(Message::Text(text))) => {
-                    gateway.stats.frame_in();
-                    if let Some(Command::Pong) = session.on_text(&text) {
-                        unanswered = 0;
-                    }
-                }
-                Some(Ok(Message::Binary(_))) => {
-                    gateway.stats.frame_in();
-                    session.error(
-                        UsdcopErrorCode::InvalidMessage,
-                        "Invalid message format: binary frames are not part of the protocol; send JSON text",
-                    );
-                }
-                Some(Ok(Message::Close(_))) => break,
-                Some(Ok(_)) => {}
-                Some(Err(error)) => {
-                    tracing::debug!(%error, "read failed");
-                    break;
-                }
-                None => break,
-            },
-            _ = heartbeat.tick() => {
-                if unanswered >= config.missed_heartbeats {
-                    outbox.close(close::HEARTBEAT_TIMEOUT);
-                    continue;
-                }
-                unanswered += 1;
-                let count = gateway.market_streams.connections() as u64;
-                outbox.push_control(usdcop::heartbeat(count, jiff::Timestamp::now()));
-            }
-            () = conn.writer_stopped() => break,
-        }
-    }
-    gateway.market_streams.sessions.lock().remove(&id);
-    close_stream(&gateway, conn).await;
-}
-
-impl Session {
-    fn error(&self, code: UsdcopErrorCode, message: impl Into<String>) {
-        self.gateway.stats.error_sent(format!("usdcop_{code}"));
-        self.outbox
-            .push_control(usdcop::error(code, message, jiff::Timestamp::now()));
-    }
-
-    /// Applies one client text frame; returns the command it was.
-    fn on_text(&mut self, text: &str) -> Option<Command> {
-        let max = self.gateway.config.ws.max_frame_bytes;
-        if text.len() > max {
-            self.error(
-                UsdcopErrorCode::InvalidMessage,
-                format!("frame of {} bytes; at most {max}", text.len()),
-            );
-            self.outbox.close(close::FRAME_TOO_LARGE);
-            return None;
-        }
-        if self.limiter.check().is_err() {
-            let limit = self.gateway.config.market_stream.messages_per_minute;
-            self.error(
-                UsdcopErrorCode::RateLimitExceeded,
-                format!("more than {limit} messages per minute; disconnecting"),
-            );
-            self.outbox.close(close::MESSAGE_RATE);
-            return None;
-        }
-        let command = match usdcop::decode(text) {
+impl Handler for Session {
+    fn on_text(&mut self, _conn: &Conn<'_>, text: Text) {
+        let command = match usdcop::decode(&text) {
             Ok(command) => command,
             Err(message) => {
                 self.error(UsdcopErrorCode::InvalidMessage, message);
-                return None;
+                return;
             }
         };
         match &command {
             Command::Subscribe(names) => self.subscribe(names),
             Command::Unsubscribe(names) => self.unsubscribe(names),
-            Command::Pong => {}
+            Command::Pong => self.unanswered = 0,
         }
-        Some(command)
+    }
+
+    fn refusal(&mut self, _conn: &Conn<'_>, refusal: Refusal) -> Option<Text> {
+        let (code, message) = match refusal {
+            Refusal::FrameTooLarge { size, max } => (
+                UsdcopErrorCode::InvalidMessage,
+                format!("Invalid message format: frame of {size} bytes; at most {max}"),
+            ),
+            Refusal::RateLimited { .. } => (
+                UsdcopErrorCode::RateLimitExceeded,
+                format!(
+                    "more than {} messages per minute; disconnecting",
+                    self.gateway.config.market_stream.messages_per_minute
+                ),
+            ),
+            Refusal::Binary => (
+                UsdcopErrorCode::InvalidMessage,
+                "Invalid message format: binary frames are not part of the protocol; send JSON text"
+                    .to_owned(),
+            ),
+        };
+        self.gateway.stats.error_sent(format!("usdcop_{code}"));
+        Some(usdcop::error(code, message, jiff::Timestamp::now()))
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        Some(self.next_heartbeat)
+    }
+
+    /// The heartbeat: after `missed_heartbeats` without a `pong`, close
+    /// 4002; otherwise the next `heartbeat` frame.
+    fn on_deadline(&mut self, conn: &Conn<'_>) {
+        let config = &self.gateway.config.market_stream;
+        self.next_heartbeat = Instant::now() + heartbeat_every(config);
+        if self.unanswered >= config.missed_heartbeats {
+            conn.outbox().close(close::HEARTBEAT_TIMEOUT);
+            return;
+        }
+        self.unanswered += 1;
+        let count = self.gateway.market_streams.connections() as u64;
+        conn.outbox()
+            .push_control(usdcop::heartbeat(count, jiff::Timestamp::now()));
+    }
+}
+
+fn heartbeat_every(config: &crate::config::MarketStreamConfig) -> Duration {
+    Duration::from_millis(config.heartbeat_ms.max(1))
+}
+
+impl Session {
+    fn open(conn: &Conn<'_>, slot: IpSlot, refused: Option<String>) -> Self {
+        let gateway = conn.gateway;
+        let outbox = conn.outbox();
+        let session = Self {
+            gateway: gateway.clone(),
+            subscriber: conn.subscriber.clone(),
+            symbols: BTreeSet::new(),
+            unanswered: 0,
+            next_heartbeat: Instant::now() + heartbeat_every(&gateway.config.market_stream),
+            _entry: gateway.market_streams.registry.enter(conn),
+            _slot: slot,
+        };
+        if let Some(message) = refused {
+            session.error(UsdcopErrorCode::AuthenticationFailed, message);
+            outbox.close(close::AUTH_FAILED);
+        }
+        if let Some(frame) = gateway.market_streams.degraded.lock().clone() {
+            outbox.push_control(frame);
+        }
+        session
+    }
+
+    fn outbox(&self) -> &Outbox {
+        &self.subscriber.outbox
+    }
+
+    fn error(&self, code: UsdcopErrorCode, message: impl Into<String>) {
+        self.gateway.stats.error_sent(format!("usdcop_{code}"));
+        self.outbox()
+            .push_control(usdcop::error(code, message, jiff::Timestamp::now()));
     }
 
     fn subscribe(&mut self, names: &[String]) {
@@ -340,7 +335,7 @@ impl Session {
         }
         if !valid.is_empty() || invalid.is_empty() {
             let names = valid.iter().map(ToString::to_string).collect();
-            self.outbox
+            self.outbox()
                 .push_control(usdcop::ack(true, names, jiff::Timestamp::now()));
         }
         for name in invalid {
@@ -361,7 +356,7 @@ impl Session {
                 );
             }
         }
-        drop_closed_snapshots(&self.gateway, &self.outbox);
+        drop_closed_snapshots(&self.gateway, self.outbox());
     }
 
     fn unsubscribe(&mut self, names: &[String]) {
@@ -381,7 +376,7 @@ impl Session {
                 );
             }
         }
-        self.outbox
+        self.outbox()
             .push_control(usdcop::ack(false, wanted, jiff::Timestamp::now()));
     }
 }

@@ -6,3 +6,4 @@ pub mod enhanced;
 pub mod market_stream;
 pub mod quotes;
 pub mod rt_orchestrator;
+pub mod v1;

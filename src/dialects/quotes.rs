@@ -8,26 +8,24 @@
 //! outbox conflates per ticker for a slow reader. What the client sends is
 //! read (to notice closes and keep the idle timer) and otherwise ignored.
 
-use std::{sync::Arc, time::Duration};
+use std::sync::{Arc, Once};
 
-use futures_util::{StreamExt, stream::SplitStream};
 use poem::{
-    Request, Response, handler,
-    http::{StatusCode, header},
-    web::{Data, Json},
+    Endpoint, Request, handler,
+    http::{HeaderValue, StatusCode, header},
+    web::Json,
 };
 use serde_json::json;
-use tokio::time::{Instant, sleep_until};
-use tracing::Instrument;
 
 use crate::{
     event::{Symbol, TopicKey},
     gateway::Gateway,
     hub::Dialect,
-    protocol::close,
-    session::{
-        StreamConn, close_stream, open_stream,
-        upgrade::{Socket, accept, json_error},
+    protocol::{Text, close},
+    runtime::{
+        driver::{Conn, Handler, Rules},
+        handshake::{Refused, json_error, upgrade, with_header},
+        registry::{Entry, Registry},
     },
     spec::messages::Channel,
 };
@@ -35,28 +33,60 @@ use crate::{
 /// The paths of the stream, all identical.
 pub const PATHS: [&str; 4] = ["/ws/quotes", "/ws", "/v1/ws/quotes", "/v1/ws"];
 
-/// The stream's handshake: 403 for a disallowed `Origin`, 400 for a bad
-/// `tickers` list, otherwise as every dialect (426, 503).
-#[handler]
-pub fn endpoint(request: &Request, Data(gateway): Data<&Arc<Gateway>>) -> Response {
+/// The stream's endpoint (one for all of `PATHS`; clone the `Arc` per path).
+///
+/// The handshake: 403 for a disallowed `Origin`, 400 for a bad `tickers`
+/// list, 503 while a configured Redis is down, otherwise as every dialect.
+pub fn endpoint(gateway: Arc<Gateway>) -> Arc<impl Endpoint> {
+    let registry = Arc::new(Registry::default());
+    let watching = Once::new();
+    Arc::new(poem::endpoint::make_sync(move |request: Request| {
+        upgrade(&request, &gateway, || {
+            let tickers = admit(&request, &gateway)?;
+            watching.call_once(|| {
+                if gateway.broker.is_some() {
+                    let task = watch_redis(gateway.clone(), registry.clone());
+                    gateway.tasks.spawn(task);
+                }
+            });
+            let registry = registry.clone();
+            let rules = Rules::standard(
+                &gateway,
+                Dialect::Quotes,
+                gateway.quotes_outbox_limits.clone(),
+            );
+            Ok((rules, move |conn: &Conn<'_>| {
+                Quotes::open(conn, &registry, tickers)
+            }))
+        })
+    }))
+}
+
+/// The dialect's own handshake checks; the tickers to stream.
+fn admit(request: &Request, gateway: &Gateway) -> Result<Option<Vec<Symbol>>, Refused> {
     if let Some(origin) = request.headers().get(header::ORIGIN) {
         let allowed = &gateway.config.quotes.allowed_origins;
         let origin = origin.to_str().unwrap_or_default();
         if !allowed.iter().any(|o| o == "*" || o == origin) {
-            return json_error(
+            return Err(json_error(
                 StatusCode::FORBIDDEN,
                 "origin_not_allowed",
                 "this Origin may not open a quotes stream; add it to quotes.allowed_origins",
-            );
+            )
+            .into());
         }
     }
     let query = request
         .params::<std::collections::HashMap<String, String>>()
         .unwrap_or_default();
-    let tickers = match tickers(query.get("tickers").map(String::as_str), gateway) {
-        Ok(tickers) => tickers,
-        Err(message) => return json_error(StatusCode::BAD_REQUEST, "invalid_tickers", &message),
-    };
+    let tickers =
+        tickers(query.get("tickers").map(String::as_str), gateway).map_err(|message| {
+            Refused::from(json_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_tickers",
+                &message,
+            ))
+        })?;
     // With Redis configured, quotes come through it: no stream while it is
     // down (seed 002).
     if gateway.broker.as_ref().is_some_and(|b| !b.connected()) {
@@ -65,19 +95,69 @@ pub fn endpoint(request: &Request, Data(gateway): Data<&Arc<Gateway>>) -> Respon
             "redis_unavailable",
             "the Redis pub/sub that feeds quotes is unavailable; retry shortly",
         );
-        return crate::session::upgrade::with_header(
-            response,
-            header::RETRY_AFTER,
-            poem::http::HeaderValue::from_static("1"),
+        return Err(
+            with_header(response, header::RETRY_AFTER, HeaderValue::from_static("1")).into(),
         );
     }
-    accept(request, gateway, move |gateway, socket| {
-        // Split the socket (and start the writer) before anything async
-        // takes it: a future that captured the socket by value would keep
-        // room for it for the connection's whole life, though it moved on.
-        let (conn, stream) = open_stream(&gateway, socket, Dialect::Quotes);
-        serve(gateway, conn, stream, tickers).instrument(tracing::info_span!("quotes"))
-    })
+    Ok(tickers)
+}
+
+/// With Redis: a failure mid-stream closes every stream with 1011 (seed
+/// 002).
+async fn watch_redis(gateway: Arc<Gateway>, registry: Arc<Registry>) {
+    let Some(broker) = &gateway.broker else {
+        return;
+    };
+    let mut up = broker.watch();
+    loop {
+        tokio::select! {
+            () = gateway.shutdown.cancelled() => return,
+            changed = up.changed() => {
+                if changed.is_err() || !*up.borrow() {
+                    registry.close_all(None, close::INTERNAL_ERROR);
+                }
+                if changed.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// One quotes connection. What the client sends is not part of the
+/// contract: read (for liveness and the limits) and ignored.
+struct Quotes {
+    _entry: Entry,
+}
+
+impl Quotes {
+    fn open(conn: &Conn<'_>, registry: &Arc<Registry>, tickers: Option<Vec<Symbol>>) -> Self {
+        let gateway = conn.gateway;
+        let entry = registry.enter(conn);
+        if gateway.broker.as_ref().is_some_and(|b| !b.connected()) {
+            // Redis went down between the handshake and now.
+            conn.outbox().close(close::INTERNAL_ERROR);
+        }
+        match tickers {
+            None => gateway
+                .hub
+                .subscribe_stream(conn.subscriber, Channel::MarketData, None),
+            Some(tickers) => {
+                for ticker in tickers {
+                    gateway.hub.subscribe_stream(
+                        conn.subscriber,
+                        Channel::MarketData,
+                        Some(TopicKey::Symbol(ticker)),
+                    );
+                }
+            }
+        }
+        Self { _entry: entry }
+    }
+}
+
+impl Handler for Quotes {
+    fn on_text(&mut self, _conn: &Conn<'_>, _text: Text) {}
 }
 
 /// The tickers of `?tickers=` (None: every ticker).
@@ -114,67 +194,6 @@ fn tickers(list: Option<&str>, gateway: &Gateway) -> Result<Option<Vec<Symbol>>,
         }
     }
     Ok(Some(symbols))
-}
-
-async fn serve(
-    gateway: Arc<Gateway>,
-    mut conn: StreamConn,
-    mut stream: SplitStream<Socket>,
-    tickers: Option<Vec<Symbol>>,
-) {
-    let outbox = conn.outbox.clone();
-    match tickers {
-        None => gateway
-            .hub
-            .subscribe_stream(&conn.subscriber, Channel::MarketData, None),
-        Some(tickers) => {
-            for ticker in tickers {
-                gateway.hub.subscribe_stream(
-                    &conn.subscriber,
-                    Channel::MarketData,
-                    Some(TopicKey::Symbol(ticker)),
-                );
-            }
-        }
-    }
-    let idle = Duration::from_millis(gateway.config.ws.idle_timeout_ms);
-    let mut last_seen = Instant::now();
-    // With Redis: a failure mid-stream closes the stream with 1011 (seed 002).
-    let mut redis = gateway.broker.as_ref().map(|b| b.watch());
-    loop {
-        tokio::select! {
-            changed = async { redis.as_mut()?.changed().await.ok() }, if redis.is_some() => {
-                let up = redis.as_ref().is_some_and(|r| *r.borrow());
-                if changed.is_none() || !up {
-                    outbox.close(close::INTERNAL_ERROR);
-                    break;
-                }
-            }
-            message = stream.next() => match message {
-                Some(Ok(message)) => {
-                    last_seen = Instant::now();
-                    if message.is_close() {
-                        break;
-                    }
-                    if message.is_text() || message.is_binary() {
-                        // Client frames are not part of the contract: ignored.
-                        gateway.stats.frame_in();
-                    }
-                }
-                Some(Err(error)) => {
-                    tracing::debug!(%error, "read failed");
-                    break;
-                }
-                None => break,
-            },
-            () = sleep_until(last_seen + idle) => {
-                outbox.close(close::HEARTBEAT_TIMEOUT);
-                break;
-            }
-            () = conn.writer_stopped() => break,
-        }
-    }
-    close_stream(&gateway, conn).await;
 }
 
 /// `GET /health` in seed 002's shape.

@@ -27,7 +27,7 @@ use crate::{
     calendar::Schedule,
     gateway::Gateway,
     orchestrator::{ForceStartError, ForceStarted, State},
-    session::upgrade::json_error,
+    runtime::handshake::json_error,
 };
 
 /// Times the way seed 000 writes them: UTC with `Z`, to the second.
@@ -455,10 +455,7 @@ impl OrchestratorApi {
 }
 
 fn state_name(state: State) -> String {
-    serde_json::to_value(state)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
+    state.name().to_owned()
 }
 
 /// The OpenAPI service of the RT orchestrator's REST API.
@@ -503,7 +500,7 @@ pub fn routes(gateway: Arc<Gateway>) -> impl Endpoint {
         let limiter = limiter.clone();
         async move {
             let response = rate_limited(&endpoint, request, &limiter, limit.get()).await;
-            Ok(crate::session::upgrade::plain_errors_as_json(response).await)
+            Ok(crate::runtime::handshake::plain_errors_as_json(response).await)
         }
     })
 }

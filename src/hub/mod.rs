@@ -30,7 +30,7 @@ use crate::{
     config::ChannelsConfig,
     event::{Event, Payload, TopicKey, UserId},
     metrics::Stats,
-    protocol::{CloseReason, Text, quotes, usdcop, v1},
+    protocol::{Text, quotes, usdcop, v1},
     spec::{CHANNEL_COUNT, messages::Channel},
 };
 
@@ -56,6 +56,9 @@ pub enum Dialect {
     /// The `market_data` frames of the USD/COP streams (seeds 000 and 001):
     /// ticks only.
     Usdcop,
+    /// Seed 003's candles: fed by its rooms' broadcaster, not by hub
+    /// events.
+    Candles,
 }
 
 /// Why a subscription was refused.
@@ -69,7 +72,6 @@ pub struct Hub {
     channels: [ChannelHub; CHANNEL_COUNT],
     symbols: Symbols,
     stats: Arc<Stats>,
-    sessions: Mutex<HashMap<SessionId, (Arc<Outbox>, Dialect)>>,
     next_session: AtomicU64,
 }
 
@@ -142,7 +144,6 @@ impl Hub {
             }),
             symbols: Symbols::default(),
             stats,
-            sessions: Mutex::new(HashMap::new()),
             next_session: AtomicU64::new(1),
         }
     }
@@ -163,7 +164,6 @@ impl Hub {
     /// Registers a connection of `dialect`.
     pub fn register_dialect(&self, outbox: Arc<Outbox>, dialect: Dialect) -> Subscriber {
         let id = self.next_session.fetch_add(1, Relaxed);
-        self.sessions.lock().insert(id, (outbox.clone(), dialect));
         Subscriber {
             id,
             outbox,
@@ -173,7 +173,6 @@ impl Hub {
 
     /// Forgets a connection and all its subscriptions.
     pub fn unregister(&self, id: SessionId) {
-        self.sessions.lock().remove(&id);
         for hub in &self.channels {
             let mut inner = hub.inner.lock();
             if inner.members.remove(&id).is_none() {
@@ -220,7 +219,8 @@ impl Hub {
         let resync = (channel == Channel::Orderbook).then(|| {
             let event = event.clone();
             Arc::new(LazyFrame::new(move || {
-                v1::encode_book_snapshot(&event, seq).unwrap_or_default()
+                v1::encode_book_snapshot(&event, seq)
+                    .unwrap_or_else(|| v1::encode_event(&event, seq))
             }))
         });
         let key = channel
@@ -230,7 +230,8 @@ impl Hub {
         for subscriber in topic.subscribers.iter().chain(wildcard) {
             let frame = match subscriber.dialect {
                 Dialect::V1 => &*v1_frame.get_or_insert_with(|| match first_book {
-                    true => v1::encode_book_snapshot(&event, seq).unwrap_or_default(),
+                    true => v1::encode_book_snapshot(&event, seq)
+                        .unwrap_or_else(|| v1::encode_event(&event, seq)),
                     false => v1::encode_event(&event, seq),
                 }),
                 Dialect::Quotes => {
@@ -245,6 +246,7 @@ impl Hub {
                         None => continue,
                     }
                 }
+                Dialect::Candles => continue,
             };
             let pushed = subscriber.outbox.push(Delivery {
                 lane: channel.index(),
@@ -481,19 +483,6 @@ impl Hub {
             .map(|(event, _)| event.clone())
     }
 
-    /// Queues `frame` (if any, a v1 frame) to every v1 connection, then
-    /// closes every connection with `reason`. Used at shutdown.
-    pub fn close_all(&self, frame: Option<Text>, reason: CloseReason) {
-        let sessions: Vec<(Arc<Outbox>, Dialect)> =
-            self.sessions.lock().values().cloned().collect();
-        for (outbox, dialect) in sessions {
-            if let (Some(frame), Dialect::V1) = (&frame, dialect) {
-                outbox.push_control(frame.clone());
-            }
-            outbox.close(reason);
-        }
-    }
-
     /// Assigns the event its topic's next sequence number and returns its
     /// frame without delivering it (for frames every connection gets, such
     /// as the shutdown notice).
@@ -536,6 +525,7 @@ fn send_snapshot(subscriber: &Subscriber, channel: Channel, topic: &TopicState) 
         (Dialect::Usdcop, _) => usdcop::market_data(event),
         (Dialect::V1, Channel::Orderbook) => v1::encode_book_snapshot(event, *seq),
         (Dialect::V1, _) => Some(v1::encode_event(event, *seq)),
+        (Dialect::Candles, _) => None,
     };
     let Some(frame) = frame else {
         return;

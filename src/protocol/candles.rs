@@ -98,8 +98,10 @@ pub fn bar(bar: &Bar) -> CandlesBar {
 }
 
 pub fn encode(frame: &CandlesServerFrame) -> Text {
-    // The generated types serialize infallibly (strings, numbers, arrays).
-    serde_json::to_string(frame).unwrap_or_default().into()
+    super::to_text(
+        frame,
+        r#"{"type":"error","message":"frame did not serialize"}"#,
+    )
 }
 
 pub fn error(message: impl Into<String>) -> Text {

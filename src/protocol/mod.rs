@@ -3,6 +3,7 @@
 //! generated types know byte layouts.
 
 pub mod candles;
+pub mod enhanced;
 pub mod quotes;
 pub mod usdcop;
 pub mod v1;
@@ -10,6 +11,19 @@ pub mod v1;
 /// A text frame, encoded once and shared by every connection that sends it
 /// (cloning is a reference-count increment).
 pub type Text = tokio_tungstenite::tungstenite::Utf8Bytes;
+
+/// `frame` as JSON text. The generated types have string keys only, so
+/// serialization does not fail; if it ever did, the client gets `fallback`
+/// (a valid error frame of the dialect), never an empty frame.
+pub(crate) fn to_text<T: serde::Serialize>(frame: &T, fallback: &'static str) -> Text {
+    match serde_json::to_string(frame) {
+        Ok(json) => Text::from(json),
+        Err(error) => {
+            tracing::error!(%error, "a server frame did not serialize");
+            Text::from_static(fallback)
+        }
+    }
+}
 
 /// Why the server closes a connection: a WebSocket close code and a reason
 /// under 123 bytes. The set is documented in asyncapi.yaml.
@@ -23,9 +37,26 @@ pub struct CloseReason {
 pub mod close {
     use super::CloseReason;
 
+    /// The server ends a connection for no fault of the client's.
+    pub const NORMAL: CloseReason = CloseReason {
+        code: 1000,
+        reason: "normal closure",
+    };
     pub const GOING_AWAY: CloseReason = CloseReason {
         code: 1001,
         reason: "server shutting down",
+    };
+    /// A frame RFC 6455 forbids: reserved bits or opcodes, an unmasked
+    /// client frame, a fragmented or oversized control frame, a
+    /// continuation out of sequence.
+    pub const PROTOCOL_ERROR: CloseReason = CloseReason {
+        code: 1002,
+        reason: "protocol error",
+    };
+    /// A text frame (or close reason) that is not valid UTF-8.
+    pub const INVALID_PAYLOAD: CloseReason = CloseReason {
+        code: 1007,
+        reason: "invalid UTF-8",
     };
     pub const FRAME_TOO_LARGE: CloseReason = CloseReason {
         code: 1009,

@@ -90,8 +90,10 @@ pub fn market_data(event: &Event) -> Option<Text> {
 
 /// Any server frame.
 pub fn encode(frame: &UsdcopServerFrame) -> Text {
-    // Generated types always serialize.
-    serde_json::to_string(frame).unwrap_or_default().into()
+    super::to_text(
+        frame,
+        r#"{"type":"error","code":"INVALID_MESSAGE","message":"frame did not serialize"}"#,
+    )
 }
 
 /// The `ack` of a subscribe (`subscribed`) or unsubscribe.

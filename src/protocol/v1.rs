@@ -199,16 +199,10 @@ fn truncate(text: &str, max: usize) -> String {
 
 /// Serializes a server frame.
 pub fn encode(frame: &V1ServerFrame) -> Text {
-    match serde_json::to_string(frame) {
-        Ok(json) => Text::from(json),
-        Err(error) => {
-            // The generated types have only string keys; this cannot fail.
-            tracing::error!(%error, "v1 frame did not serialize");
-            Text::from_static(
-                r#"{"type":"error","code":"internal_error","message":"frame did not serialize"}"#,
-            )
-        }
-    }
+    super::to_text(
+        frame,
+        r#"{"type":"error","code":"internal_error","message":"frame did not serialize"}"#,
+    )
 }
 
 /// The `error` frame of a protocol error.

@@ -21,7 +21,11 @@ use poem::{
 use poem_openapi::{ApiResponse, Object, OpenApiService, payload::Json};
 
 pub use self::{api::Api, datafeed::Datafeed};
-use crate::{dialects::quotes, gateway::Gateway, session::upgrade};
+use crate::{
+    dialects::{quotes, v1},
+    gateway::Gateway,
+    runtime::handshake as upgrade,
+};
 
 /// Base path of the v1 REST API.
 pub const API_BASE: &str = "/api/v1";
@@ -108,12 +112,16 @@ pub fn openapi_yaml(gateway: Arc<Gateway>) -> String {
 pub fn routes(gateway: Arc<Gateway>) -> impl Endpoint {
     let service = openapi_service(gateway.clone());
     let redoc = offline(&service.redoc_html());
+    let quotes = quotes::endpoint(gateway.clone());
     Route::new()
-        .at(format!("{API_BASE}/ws/v1"), get(upgrade::v1_endpoint))
-        .at(quotes::PATHS[0], get(quotes::endpoint))
-        .at(quotes::PATHS[1], get(quotes::endpoint))
-        .at(quotes::PATHS[2], get(quotes::endpoint))
-        .at(quotes::PATHS[3], get(quotes::endpoint))
+        .at(
+            format!("{API_BASE}/ws/v1"),
+            get(v1::endpoint(gateway.clone())),
+        )
+        .at(quotes::PATHS[0], get(quotes.clone()))
+        .at(quotes::PATHS[1], get(quotes.clone()))
+        .at(quotes::PATHS[2], get(quotes.clone()))
+        .at(quotes::PATHS[3], get(quotes))
         .at("/health", get(quotes::health))
         .nest(format!("{API_BASE}/docs"), service.swagger_ui())
         .at(

@@ -1,14 +1,22 @@
-//! The WebSocket handshake of the v1 endpoint, done over poem's raw upgrade
-//! so the session owns a tokio-tungstenite stream: frames stay shared
-//! `Utf8Bytes` end to end (poem's own stream converts each to a `String`),
-//! and buffer sizes and frame limits are ours to set.
+//! The WebSocket handshake of every dialect, in one fixed order:
+//!
+//! 1. a GET with the upgrade headers (`Upgrade: websocket`,
+//!    `Connection: upgrade`, `Sec-WebSocket-Version: 13`, a key), else 426;
+//! 2. the gateway is not shutting down, else 503;
+//! 3. the dialect's own checks (`admit`: its path parameters, query,
+//!    Origin, per-IP slots, a source it needs), each with its status;
+//! 4. one of `server.max_connections` permits, else 503 with `Retry-After`;
+//! 5. 101, and the connection's driver runs as a tracked task.
+//!
+//! Done over poem's raw upgrade so the driver owns a tokio-tungstenite
+//! stream: frames stay shared `Utf8Bytes` end to end, and buffer sizes and
+//! frame limits are ours to set.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use poem::{
-    Request, Response, handler,
+    Request, Response,
     http::{HeaderValue, Method, StatusCode, header},
-    web::Data,
 };
 use tokio_tungstenite::{
     WebSocketStream,
@@ -17,7 +25,9 @@ use tokio_tungstenite::{
         protocol::{Role, WebSocketConfig},
     },
 };
+use tracing::Instrument;
 
+use super::driver::{self, Conn, Handler, Rules};
 use crate::gateway::Gateway;
 
 /// Per-connection read buffer. tungstenite allocates it up front and
@@ -33,24 +43,27 @@ const READ_BUFFER: usize = 512;
 /// connection leave in writes of up to this size.
 const WRITE_BUFFER: usize = 64 * 1024;
 
-/// The socket a session gets.
-pub type Socket = WebSocketStream<poem::Upgraded>;
+/// How long the HTTP layer may take to hand over an accepted upgrade.
+const UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// `GET /api/v1/ws/v1`: upgrades to a v1 session, or answers 426 (not a
-/// WebSocket handshake) or 503 (connection limit reached, or shutting down).
-#[handler]
-pub async fn v1_endpoint(request: &Request, Data(gateway): Data<&Arc<Gateway>>) -> Response {
-    accept(request, gateway, super::run)
+/// A dialect's refusal of a handshake: the response to send instead of 101.
+pub struct Refused(Box<Response>);
+
+impl From<Response> for Refused {
+    fn from(response: Response) -> Self {
+        Self(Box::new(response))
+    }
 }
 
-/// Upgrades `request` and runs `serve` on the socket as a tracked task (the
-/// connection holds one of `server.max_connections` permits meanwhile);
-/// answers 426, 503 or 400 instead when it cannot. Every dialect's endpoint
-/// goes through here.
-pub fn accept<F, Fut>(request: &Request, gateway: &Arc<Gateway>, serve: F) -> Response
+/// Upgrades `request` to a WebSocket served by `driver::run` with what
+/// `admit` returns (the dialect's rules, and what makes its handler once
+/// the connection is open), or answers with the
+/// first check that fails (see the module's doc).
+pub fn upgrade<H, M, F>(request: &Request, gateway: &Arc<Gateway>, admit: F) -> Response
 where
-    F: FnOnce(Arc<Gateway>, Socket) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
+    H: Handler,
+    M: FnOnce(&Conn<'_>) -> H + Send + 'static,
+    F: FnOnce() -> Result<(Rules, M), Refused>,
 {
     let Some(key) = handshake_key(request) else {
         let response = json_error(
@@ -72,6 +85,10 @@ where
             "the gateway is shutting down; reconnect to another instance or retry shortly",
         );
     }
+    let (rules, make) = match admit() {
+        Ok(admitted) => admitted,
+        Err(Refused(response)) => return *response,
+    };
     let Ok(permit) = gateway.connections.clone().try_acquire_owned() else {
         gateway.stats.handshake_refused("connection_limit");
         let message = format!(
@@ -92,11 +109,11 @@ where
             "the connection cannot be upgraded",
         );
     };
-    // The session enforces `max_frame_bytes` on whole frames, so it can
-    // answer with an error frame and a clean 1009 close. tungstenite's own cap
-    // (twice that) only bounds memory against frames far past the limit,
-    // which end the connection without the courtesy.
-    let max_frame = gateway.config.ws.max_frame_bytes.saturating_mul(2);
+    // The driver enforces `max_frame_bytes` on whole frames, so it can
+    // answer with the dialect's error frame and a clean 1009 close.
+    // tungstenite's own cap (twice that) bounds memory against frames far
+    // past the limit; those get the same answer, read no further.
+    let max_frame = rules.max_frame_bytes.saturating_mul(2);
     let config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
@@ -104,14 +121,19 @@ where
         .max_message_size(Some(max_frame))
         .max_frame_size(Some(max_frame));
     let task_gateway = gateway.clone();
-    gateway.tasks.spawn(async move {
-        let _permit = permit;
-        let Ok(upgraded) = on_upgrade.await else {
-            return;
-        };
-        let socket = WebSocketStream::from_raw_socket(upgraded, Role::Server, Some(config)).await;
-        serve(task_gateway, socket).await;
-    });
+    let span = tracing::info_span!("ws", dialect = ?rules.dialect);
+    gateway.tasks.spawn(
+        async move {
+            let _permit = permit;
+            let Ok(Ok(upgraded)) = tokio::time::timeout(UPGRADE_TIMEOUT, on_upgrade).await else {
+                return;
+            };
+            let socket =
+                WebSocketStream::from_raw_socket(upgraded, Role::Server, Some(config)).await;
+            driver::run(task_gateway, socket, rules, make).await;
+        }
+        .instrument(span),
+    );
     Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)
         .header(header::CONNECTION, "upgrade")
