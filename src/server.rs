@@ -35,6 +35,8 @@ pub enum ServerError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("invalid configuration: {0}")]
+    Config(String),
     #[error(transparent)]
     Gateway(#[from] crate::gateway::GatewayError),
     #[error(transparent)]
@@ -126,6 +128,7 @@ pub async fn bind_with_env(
     config: Config,
     env: Vec<(String, String)>,
 ) -> Result<Bound, ServerError> {
+    check_config(&config)?;
     let addr = SocketAddr::new(config.server.host, config.server.port);
     if config.auth.public_key_file.is_none() && config.auth.jwt_secret == DEV_JWT_SECRET {
         tracing::warn!("using the development JWT secret; set TICKGATE_JWT_SECRET in production");
@@ -166,6 +169,21 @@ pub async fn bind_with_env(
         addr,
         dialects,
     })
+}
+
+/// The rules of the configuration that need the runtime's modules (the
+/// rest are `Config::validate`'s; the clock and the calendar are checked as
+/// `Gateway::with_env` builds them).
+fn check_config(config: &Config) -> Result<(), ServerError> {
+    crate::upstream::check_config(&config.upstream.twelvedata)
+        .map_err(|error| ServerError::Config(error.to_string()))?;
+    if config.candles.enabled && config.candles.max_initial_bars > market::candles::MAX_BARS {
+        return Err(ServerError::Config(format!(
+            "candles.max_initial_bars must be at most {} (the most bars one history read returns)",
+            market::candles::MAX_BARS
+        )));
+    }
+    Ok(())
 }
 
 impl Bound {
