@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod orchestrator;
 pub mod protocol;
 pub mod rest;
+pub mod runtime;
 pub mod server;
 pub mod session;
 pub mod sources;

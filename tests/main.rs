@@ -5,6 +5,7 @@ mod support;
 
 mod bench;
 mod candles;
+mod http;
 mod lifecycle;
 mod limits;
 mod market_stream;

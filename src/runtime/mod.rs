@@ -1,0 +1,3 @@
+//! What runs the gateway's I/O beneath the dialects.
+
+pub mod http;
