@@ -8,11 +8,6 @@
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
-use poem::{
-    Server,
-    listener::{Acceptor, TcpAcceptor},
-    web::{LocalAddr, RemoteAddr},
-};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -20,6 +15,7 @@ use crate::{
     event::{Event, Payload, Topic},
     gateway::Gateway,
     market, rest,
+    runtime::http,
     sources::{Ingest, simulator},
     spec::messages::Channel,
 };
@@ -33,6 +29,8 @@ pub enum ServerError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("invalid configuration: {0}")]
+    Config(String),
     #[error(transparent)]
     Gateway(#[from] crate::gateway::GatewayError),
     #[error(transparent)]
@@ -124,6 +122,7 @@ pub async fn bind_with_env(
     config: Config,
     env: Vec<(String, String)>,
 ) -> Result<Bound, ServerError> {
+    check_config(&config)?;
     let addr = SocketAddr::new(config.server.host, config.server.port);
     if config.auth.public_key_file.is_none() && config.auth.jwt_secret == DEV_JWT_SECRET {
         tracing::warn!("using the development JWT secret; set TICKGATE_JWT_SECRET in production");
@@ -164,6 +163,21 @@ pub async fn bind_with_env(
         addr,
         dialects,
     })
+}
+
+/// The rules of the configuration that need the runtime's modules (the
+/// rest are `Config::validate`'s; the clock and the calendar are checked as
+/// `Gateway::with_env` builds them).
+fn check_config(config: &Config) -> Result<(), ServerError> {
+    crate::upstream::check_config(&config.upstream.twelvedata)
+        .map_err(|error| ServerError::Config(error.to_string()))?;
+    if config.candles.enabled && config.candles.max_initial_bars > market::candles::MAX_BARS {
+        return Err(ServerError::Config(format!(
+            "candles.max_initial_bars must be at most {} (the most bars one history read returns)",
+            market::candles::MAX_BARS
+        )));
+    }
+    Ok(())
 }
 
 impl Bound {
@@ -275,24 +289,23 @@ impl Bound {
                     gateway.shutdown.clone(),
                 ));
         }
+        let limits = http::Limits::from_config(&config.server);
         let mut dialect_servers = Vec::new();
         for (listener, bound, addr) in self.dialects {
             tracing::info!(%addr, "{}", listener.describe(addr));
-            let acceptor = NoDelay(TcpAcceptor::from_tokio(bound)?);
             let stop = gateway.shutdown.clone();
             dialect_servers.push((
                 listener,
-                tokio::spawn(
-                    Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(
-                        listener.routes(gateway.clone()),
-                        async move { stop.cancelled().await },
-                        Some(grace),
-                    ),
-                ),
+                tokio::spawn(http::serve(
+                    bound,
+                    listener.routes(gateway.clone()),
+                    limits,
+                    async move { stop.cancelled().await },
+                    grace,
+                )),
             ));
         }
         tracing::info!(addr = %self.addr, "tickgate listening; ws://{}/api/v1/ws/v1, docs http://{}/api/v1/docs", self.addr, self.addr);
-        let acceptor = NoDelay(TcpAcceptor::from_tokio(self.listener)?);
         let app = rest::routes(gateway.clone());
         let stop = gateway.shutdown.clone();
         let signal_gateway = gateway.clone();
@@ -301,9 +314,7 @@ impl Bound {
             tracing::info!("shutting down");
             begin_shutdown(&signal_gateway);
         };
-        Server::new_with_acceptor(acceptor)
-            .run_with_graceful_shutdown(app, signal, Some(grace))
-            .await?;
+        http::serve(self.listener, app, limits, signal, grace).await?;
         stop.cancel();
         for (listener, server) in dialect_servers {
             if let Ok(Err(error)) = server.await {
@@ -420,29 +431,6 @@ async fn run_health_snapshots(gateway: Arc<Gateway>, shutdown: CancellationToken
         gateway
             .writer
             .health(health_row(&gateway, status, None).await);
-    }
-}
-
-/// Sets TCP_NODELAY on every accepted socket. Each connection's writer
-/// already gathers every frame that is ready into one flush, so Nagle's
-/// algorithm would only add delay.
-struct NoDelay(TcpAcceptor);
-
-impl Acceptor for NoDelay {
-    type Io = tokio::net::TcpStream;
-
-    fn local_addr(&self) -> Vec<LocalAddr> {
-        self.0.local_addr()
-    }
-
-    async fn accept(
-        &mut self,
-    ) -> std::io::Result<(Self::Io, LocalAddr, RemoteAddr, poem::http::uri::Scheme)> {
-        let accepted = self.0.accept().await?;
-        if let Err(error) = accepted.0.set_nodelay(true) {
-            tracing::debug!(%error, "cannot set TCP_NODELAY");
-        }
-        Ok(accepted)
     }
 }
 

@@ -159,5 +159,55 @@ fn config_file_and_environment_are_applied_and_bad_keys_rejected() {
         "an invalid environment value is refused"
     );
     assert!(String::from_utf8_lossy(&output.stderr).contains("max_frame_bytes"));
+    for (variable, key) in [
+        (
+            "TICKGATE_SERVER__HEADER_TIMEOUT_MS",
+            "server.header_timeout_ms",
+        ),
+        (
+            "TICKGATE_SERVER__MAX_HEADER_BYTES",
+            "server.max_header_bytes",
+        ),
+        ("TICKGATE_WS__CLOSE_GRACE_MS", "ws.close_grace_ms"),
+    ] {
+        let output = binary()
+            .env(variable, "0")
+            .args(["token", "--sub", "x"])
+            .output()
+            .expect("runs");
+        assert!(!output.status.success(), "{variable}=0 is refused");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(key), "{variable}: {stderr}");
+    }
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The rules that need a runtime module are checked when the gateway
+/// starts, by that module, with a message naming the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_of_the_runtime_fail_at_start_naming_the_key() {
+    type Spoil = fn(&mut Config);
+    let cases: [(&str, Spoil); 4] = [
+        ("clock.start_at", |c| {
+            c.clock.start_at = Some("not an instant".into());
+        }),
+        ("calendar.default", |c| {
+            c.calendar.default = tickgate::config::ScheduleConfig::Keyword("sometimes".into());
+        }),
+        ("candles.max_initial_bars", |c| {
+            c.candles.max_initial_bars = 5001
+        }),
+        ("upstream.twelvedata.symbols.usd cop", |c| {
+            c.upstream.twelvedata.symbols = [("usd cop".to_owned(), "USD/COP".to_owned())].into();
+        }),
+    ];
+    for (key, spoil) in cases {
+        let mut config = crate::support::test_config();
+        spoil(&mut config);
+        config.validate().expect("the data alone is valid");
+        let Err(error) = tickgate::bind(config).await else {
+            panic!("{key}: the gateway started");
+        };
+        assert!(error.to_string().contains(key), "{key}: {error}");
+    }
 }

@@ -6,6 +6,7 @@ mod support;
 mod bench;
 mod candles;
 mod conformance;
+mod http;
 mod lifecycle;
 mod limits;
 mod market_stream;

@@ -680,9 +680,12 @@ symbols = { EURUSD = "EUR/USD" }
     assert!(bad.validate().unwrap_err().to_string().contains("ws_url"));
     let mut bad = config.clone();
     bad.upstream.twelvedata.symbols = [("usd cop".to_owned(), "USD/COP".to_owned())].into();
-    assert!(bad.validate().unwrap_err().to_string().contains("symbols"));
+    // Checked when the gateway starts, by the source's module.
+    let error = upstream::check_config(&bad.upstream.twelvedata).unwrap_err();
+    assert!(error.to_string().contains("symbols.usd cop"), "{error}");
     let mut off = config;
     off.upstream.twelvedata.enabled = false;
     off.upstream.twelvedata.symbols.clear();
     off.validate().expect("a disabled source is not checked");
+    upstream::check_config(&off.upstream.twelvedata).expect("a disabled source is not checked");
 }

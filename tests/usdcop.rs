@@ -459,7 +459,7 @@ async fn api_keys_rotate_and_status_reports_the_real_pool_size() {
         // The pool without the source: nothing may reach the real provider.
         c.upstream.twelvedata.enabled = false;
         c.upstream.twelvedata.keys = ["key-one-0001", "key-two-0002", "key-three-03"]
-            .map(tickgate::upstream::keys::ApiKey::new)
+            .map(tickgate::config::Secret::new)
             .to_vec();
     }))
     .await;
@@ -476,7 +476,7 @@ async fn api_keys_rotate_and_status_reports_the_real_pool_size() {
 
     let single = TestServer::start(config(MARKET_OPEN, true, |c| {
         c.upstream.twelvedata.enabled = false;
-        c.upstream.twelvedata.keys = vec![tickgate::upstream::keys::ApiKey::new("only-one-key")];
+        c.upstream.twelvedata.keys = vec![tickgate::config::Secret::new("only-one-key")];
     }))
     .await;
     let (code, refused) = post(rt(&single, "/api/rotate-api-keys"), json!({})).await;
@@ -536,7 +536,7 @@ async fn an_unreachable_upstream_enters_error_and_recovers_with_backoff() {
     let server = TestServer::start(config(MARKET_OPEN, true, |c| {
         let upstream = &mut c.upstream.twelvedata;
         upstream.keys = ["key-one-0001", "key-two-0002"]
-            .map(tickgate::upstream::keys::ApiKey::new)
+            .map(tickgate::config::Secret::new)
             .to_vec();
         upstream.ws_url = format!("ws://{closed}/v1/quotes/price");
         upstream.rest_url = format!("http://{closed}");

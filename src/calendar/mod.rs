@@ -758,7 +758,8 @@ mod tests {
 
         let mut invalid = config;
         invalid.calendar.default = ScheduleConfig::Keyword("sometimes".into());
-        let error = invalid.validate().unwrap_err();
+        invalid.validate().expect("config checks no schedule");
+        let error = Calendar::from_config(&invalid.calendar).unwrap_err();
         assert!(error.to_string().contains("calendar.default"), "{error}");
     }
 

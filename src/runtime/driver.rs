@@ -547,10 +547,7 @@ impl Rules {
             outbox,
             dialect,
             write_stall: Duration::from_millis(ws.idle_timeout_ms),
-            close_grace: CLOSE_GRACE,
+            close_grace: Duration::from_millis(ws.close_grace_ms),
         }
     }
 }
-
-/// How long a closing connection waits for the client.
-pub const CLOSE_GRACE: Duration = Duration::from_secs(2);

@@ -43,9 +43,6 @@ const READ_BUFFER: usize = 512;
 /// connection leave in writes of up to this size.
 const WRITE_BUFFER: usize = 64 * 1024;
 
-/// How long the HTTP layer may take to hand over an accepted upgrade.
-const UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// A dialect's refusal of a handshake: the response to send instead of 101.
 pub struct Refused(Box<Response>);
 
@@ -120,12 +117,16 @@ where
         .max_write_buffer_size(WRITE_BUFFER * 16)
         .max_message_size(Some(max_frame))
         .max_frame_size(Some(max_frame));
+    // The HTTP layer hands the connection over once the 101 is written; a
+    // client that does not read it is bounded like one that sends no
+    // headers.
+    let handover = Duration::from_millis(gateway.config.server.header_timeout_ms);
     let task_gateway = gateway.clone();
     let span = tracing::info_span!("ws", dialect = ?rules.dialect);
     gateway.tasks.spawn(
         async move {
             let _permit = permit;
-            let Ok(Ok(upgraded)) = tokio::time::timeout(UPGRADE_TIMEOUT, on_upgrade).await else {
+            let Ok(Ok(upgraded)) = tokio::time::timeout(handover, on_upgrade).await else {
                 return;
             };
             let socket =

@@ -62,7 +62,12 @@ pub fn key_pool(
     config: &TwelveDataConfig,
     vars: impl IntoIterator<Item = (String, String)>,
 ) -> KeyPool {
-    KeyPool::from_sources(vars, &config.keys)
+    let extra: Vec<ApiKey> = config
+        .keys
+        .iter()
+        .map(|key| ApiKey::new(key.expose()))
+        .collect();
+    KeyPool::from_sources(vars, &extra)
         .with_min_spacing(Duration::from_millis(config.min_key_spacing_ms))
         .with_rate_limit_cooldown(Duration::from_millis(config.rate_limit_cooldown_ms))
 }
@@ -147,6 +152,28 @@ pub enum SpawnError {
     Symbol(#[from] InvalidSymbol),
     #[error("upstream.twelvedata: {0}")]
     Client(#[from] UpstreamError),
+    #[error(
+        "upstream.twelvedata.symbols.{0}: a gateway symbol (A-Z, 0-9, ./_:-^=) mapped to a provider symbol"
+    )]
+    Mapping(String),
+}
+
+/// Checks `config.symbols` when the source is enabled: each gateway symbol
+/// valid, each mapped to a provider symbol. Run when the gateway starts
+/// (`server::bind`), whether or not a key is configured.
+///
+/// # Errors
+/// The first gateway symbol that is invalid or mapped to nothing.
+pub fn check_config(config: &TwelveDataConfig) -> Result<(), SpawnError> {
+    if !config.enabled {
+        return Ok(());
+    }
+    for (ours, theirs) in &config.symbols {
+        if crate::hub::Symbols::canonical(ours).is_err() || theirs.trim().is_empty() {
+            return Err(SpawnError::Mapping(ours.clone()));
+        }
+    }
+    Ok(())
 }
 
 /// Starts the TwelveData source on `tasks` when it is enabled and `pool`
