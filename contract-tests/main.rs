@@ -12,6 +12,8 @@
 //! - `candles`: the candles and quotes dialects' clients see every server
 //!   message of their channels, each valid against its schema.
 //! - `usdcop`: the same for the USD/COP streams (seeds 000 and 001).
+//! - `paths`: every served WebSocket path is a documented channel, and
+//!   every documented address is served.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -22,5 +24,6 @@ mod common;
 mod errors;
 mod examples;
 mod golden;
+mod paths;
 mod rest;
 mod usdcop;

@@ -51,6 +51,9 @@ use crate::{
 /// never a closed candle replaced by the next one.
 const LANE: Channel = Channel::ChartData;
 
+/// The WebSocket's path.
+pub const PATH: &str = "/";
+
 type Room = (Symbol, Resolution);
 
 /// Every room of the dialect, and its statistics.
@@ -220,7 +223,7 @@ pub async fn run_broadcaster(gateway: Arc<Gateway>, shutdown: CancellationToken)
 /// The routes of the candles listener.
 pub fn routes(gateway: Arc<Gateway>) -> impl poem::Endpoint {
     Route::new()
-        .at("/", get(endpoint))
+        .at(PATH, get(endpoint))
         .at("/health", get(health))
         .at("/health/ws-stats", get(ws_stats))
         .data(gateway)

@@ -436,12 +436,15 @@ pub fn openapi_yaml(gateway: Arc<Gateway>) -> String {
     openapi_service(gateway).spec_yaml()
 }
 
+/// The streams' paths: every calendar-bound symbol, and one of them.
+pub const PATHS: [&str; 2] = ["/ws", "/ws/:symbol"];
+
 /// The listener's routes.
 pub fn routes(gateway: Arc<Gateway>) -> impl Endpoint {
     let service = openapi_service(gateway.clone());
     Route::new()
-        .at("/ws", get(stream_all))
-        .at("/ws/:symbol", get(stream_symbol))
+        .at(PATHS[0], get(stream_all))
+        .at(PATHS[1], get(stream_symbol))
         .at("/openapi.yaml", service.spec_endpoint_yaml())
         .at("/openapi.json", service.spec_endpoint())
         .nest("/docs", service.swagger_ui())

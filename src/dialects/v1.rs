@@ -33,6 +33,9 @@ use crate::{
 /// (None for all symbols, and for channels without symbols).
 type SubKey = (Channel, Option<Symbol>);
 
+/// The v1 endpoint's path.
+pub const PATH: &str = "/api/v1/ws/v1";
+
 /// `GET /api/v1/ws/v1`: the v1 endpoint, as a poem endpoint holding the
 /// dialect's shared state.
 pub fn endpoint(gateway: Arc<Gateway>) -> impl poem::Endpoint {

@@ -281,7 +281,7 @@ impl Api {
                 version: "v1".into(),
                 status: "stable".into(),
                 rest_base: "/api/v1".into(),
-                websocket: "/api/v1/ws/v1".into(),
+                websocket: crate::dialects::v1::PATH.into(),
                 docs: "/api/v1/docs".into(),
             }],
         })
@@ -313,7 +313,7 @@ impl Api {
             })
             .collect();
         Json(WsConfig {
-            endpoint: "/api/v1/ws/v1".into(),
+            endpoint: crate::dialects::v1::PATH.into(),
             channels,
             connection: ConnectionConfig {
                 max_connections: config.server.max_connections as u64,

@@ -114,10 +114,7 @@ pub fn routes(gateway: Arc<Gateway>) -> impl Endpoint {
     let redoc = offline(&service.redoc_html());
     let quotes = quotes::endpoint(gateway.clone());
     Route::new()
-        .at(
-            format!("{API_BASE}/ws/v1"),
-            get(v1::endpoint(gateway.clone())),
-        )
+        .at(v1::PATH, get(v1::endpoint(gateway.clone())))
         .at(quotes::PATHS[0], get(quotes.clone()))
         .at(quotes::PATHS[1], get(quotes.clone()))
         .at(quotes::PATHS[2], get(quotes.clone()))
