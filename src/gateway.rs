@@ -26,12 +26,6 @@ pub struct Gateway {
     pub writer: Arc<Writer>,
     /// The Redis broker, when `redis.url` is set.
     pub broker: Option<Arc<crate::broker::Broker>>,
-    /// The rooms of the candles dialect.
-    pub candle_rooms: crate::dialects::candles::Rooms,
-    /// The connections of the USD/COP market-data stream (seed 000).
-    pub market_streams: Arc<crate::dialects::market_stream::Streams>,
-    /// Open connections of seed 001's streams (`/ws`, `/ws/{symbol}`).
-    pub enhanced_clients: Arc<crate::runtime::registry::Registry>,
     /// The time every market rule reads (`clock.*`).
     pub clock: crate::clock::Clock,
     /// Trading sessions per symbol (`calendar.*`).
@@ -111,9 +105,6 @@ impl Gateway {
             connections: Arc::new(Semaphore::new(config.server.max_connections)),
             candles: Arc::new(CandleBook::with_store(hub.clone(), writer.clone())),
             writer,
-            candle_rooms: Default::default(),
-            market_streams: Default::default(),
-            enhanced_clients: Default::default(),
             clock,
             calendar,
             orchestrator,
@@ -148,36 +139,6 @@ pub enum GatewayError {
 }
 
 impl Gateway {
-    /// Rotates the upstream provider's API key (`POST /api/rotate-api-keys`).
-    ///
-    /// # Errors
-    /// The reason there is nothing to rotate to.
-    pub fn rotate_api_key(&self) -> Result<crate::dialects::rt_orchestrator::Rotation, String> {
-        let rotation = self
-            .keys
-            .rotate(jiff::Timestamp::now())
-            .map_err(|error| error.to_string())?;
-        Ok(crate::dialects::rt_orchestrator::Rotation {
-            status: "rotated".into(),
-            previous_key_index: rotation.previous_key_index as u64,
-            current_key_index: rotation.current_key_index as u64,
-            remaining_credits: rotation.remaining_credits.map(u64::from),
-            next_reset: rotation
-                .next_reset
-                .map(crate::dialects::rt_orchestrator::utc),
-        })
-    }
-
-    /// The API-key pool's usage, as `/status` reports it.
-    pub fn api_key_usage(&self) -> crate::dialects::enhanced::ApiKeyUsage {
-        let usage = self.keys.usage();
-        crate::dialects::enhanced::ApiKeyUsage {
-            total_keys: usage.total_keys as u64,
-            current_key_index: usage.current_key_index.map(|i| i as u64),
-            total_calls: usage.total_calls,
-        }
-    }
-
     /// Whether the upstream provider's stream is connected.
     pub fn upstream_connected(&self) -> bool {
         self.upstream.snapshot().connected

@@ -36,6 +36,8 @@ pub enum ServerError {
     #[error(transparent)]
     Symbol(#[from] crate::hub::InvalidSymbol),
     #[error(transparent)]
+    Dialects(#[from] crate::hub::TooManyDialects),
+    #[error(transparent)]
     Upstream(#[from] crate::upstream::SpawnError),
     #[error("server failed: {0}")]
     Io(#[from] std::io::Error),
@@ -50,53 +52,7 @@ pub struct Bound {
     dialects: Vec<(Listener, tokio::net::TcpListener, SocketAddr)>,
 }
 
-/// A dialect listener besides the main one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Listener {
-    /// Seed 003's candles (`candles.port`).
-    Candles,
-    /// Seed 000's market-data stream (`market_stream.port`).
-    MarketStream,
-    /// Seed 000's RT orchestrator REST API (`rt_orchestrator.port`).
-    RtOrchestrator,
-    /// Seed 001's enhanced service: REST and streams (`enhanced.port`).
-    Enhanced,
-}
-
-impl Listener {
-    fn routes(self, gateway: Arc<Gateway>) -> poem::endpoint::BoxEndpoint<'static> {
-        use poem::EndpointExt;
-        match self {
-            Listener::Candles => crate::dialects::candles::routes(gateway)
-                .map_to_response()
-                .boxed(),
-            Listener::MarketStream => crate::dialects::market_stream::routes(gateway)
-                .map_to_response()
-                .boxed(),
-            Listener::RtOrchestrator => crate::dialects::rt_orchestrator::routes(gateway)
-                .map_to_response()
-                .boxed(),
-            Listener::Enhanced => crate::dialects::enhanced::routes(gateway)
-                .map_to_response()
-                .boxed(),
-        }
-    }
-
-    fn describe(self, addr: SocketAddr) -> String {
-        match self {
-            Listener::Candles => format!("candles dialect listening; ws://{addr}/"),
-            Listener::MarketStream => {
-                format!("market-data stream listening; ws://{addr}/ws/market-data")
-            }
-            Listener::RtOrchestrator => {
-                format!("RT orchestrator API listening; http://{addr}/docs")
-            }
-            Listener::Enhanced => {
-                format!("enhanced service listening; ws://{addr}/ws, http://{addr}/docs")
-            }
-        }
-    }
-}
+pub use crate::dialects::Listener;
 
 async fn listen(addr: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr), ServerError> {
     let listener = tokio::net::TcpListener::bind(addr)
@@ -128,29 +84,8 @@ pub async fn bind_with_env(
         tracing::warn!("using the development JWT secret; set TICKGATE_JWT_SECRET in production");
     }
     let mut dialects = Vec::new();
-    for (listener, enabled, port) in [
-        (
-            Listener::Candles,
-            config.candles.enabled,
-            config.candles.port,
-        ),
-        (
-            Listener::MarketStream,
-            config.market_stream.enabled,
-            config.market_stream.port,
-        ),
-        (
-            Listener::RtOrchestrator,
-            config.rt_orchestrator.enabled,
-            config.rt_orchestrator.port,
-        ),
-        (
-            Listener::Enhanced,
-            config.enhanced.enabled,
-            config.enhanced.port,
-        ),
-    ] {
-        if enabled {
+    for listener in Listener::ALL {
+        if let Some(port) = listener.port(&config) {
             let (bound, addr) = listen(SocketAddr::new(config.server.host, port)).await?;
             dialects.push((listener, bound, addr));
         }
@@ -228,12 +163,6 @@ impl Bound {
                 .clone()
                 .run(gateway.writer.store().clone(), gateway.shutdown.clone()),
         );
-        gateway
-            .tasks
-            .spawn(crate::dialects::market_stream::run_market_events(
-                gateway.clone(),
-                gateway.shutdown.clone(),
-            ));
         if let Some(broker) = &gateway.broker {
             broker.spawn(ingest.clone(), &gateway.tasks, gateway.shutdown.clone());
             ingest = ingest.with_relay(broker.clone());
@@ -277,28 +206,22 @@ impl Bound {
             .tasks
             .spawn(run_malloc_trim(gateway.clone(), gateway.shutdown.clone()));
 
-        if self
-            .dialects
-            .iter()
-            .any(|(l, _, _)| *l == Listener::Candles)
-        {
-            gateway
-                .tasks
-                .spawn(crate::dialects::candles::run_broadcaster(
-                    gateway.clone(),
-                    gateway.shutdown.clone(),
-                ));
-        }
+        let enabled: Vec<Listener> = self.dialects.iter().map(|(l, _, _)| *l).collect();
+        let mut mounted = crate::dialects::mount(&gateway, &enabled)?;
         let limits = http::Limits::from_config(&config.server);
         let mut dialect_servers = Vec::new();
         for (listener, bound, addr) in self.dialects {
             tracing::info!(%addr, "{}", listener.describe(addr));
+            let Some(index) = mounted.listeners.iter().position(|(l, _)| *l == listener) else {
+                continue;
+            };
+            let (_, routes) = mounted.listeners.swap_remove(index);
             let stop = gateway.shutdown.clone();
             dialect_servers.push((
                 listener,
                 tokio::spawn(http::serve(
                     bound,
-                    listener.routes(gateway.clone()),
+                    routes,
                     limits,
                     async move { stop.cancelled().await },
                     grace,
@@ -306,7 +229,7 @@ impl Bound {
             ));
         }
         tracing::info!(addr = %self.addr, "tickgate listening; ws://{}/api/v1/ws/v1, docs http://{}/api/v1/docs", self.addr, self.addr);
-        let app = rest::routes(gateway.clone());
+        let app = rest::routes(gateway.clone(), mounted.main);
         let stop = gateway.shutdown.clone();
         let signal_gateway = gateway.clone();
         let signal = async move {

@@ -205,8 +205,9 @@ impl Rooms {
     }
 }
 
-/// Runs the broadcaster until `shutdown`.
-pub async fn run_broadcaster(gateway: Arc<Gateway>, shutdown: CancellationToken) {
+/// Runs the broadcaster until the gateway shuts down.
+pub async fn run_broadcaster(gateway: Arc<Gateway>, rooms: Arc<Rooms>) {
+    let shutdown = gateway.shutdown.clone();
     let mut timer = tokio::time::interval(Duration::from_millis(gateway.config.candles.update_ms));
     timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -214,44 +215,60 @@ pub async fn run_broadcaster(gateway: Arc<Gateway>, shutdown: CancellationToken)
             () = shutdown.cancelled() => return,
             _ = timer.tick() => {}
         }
-        gateway
-            .candle_rooms
-            .broadcast(&gateway.candles, gateway.clock.now());
+        rooms.broadcast(&gateway.candles, gateway.clock.now());
     }
 }
 
 /// The routes of the candles listener.
-pub fn routes(gateway: Arc<Gateway>) -> impl poem::Endpoint {
+pub fn routes(gateway: Arc<Gateway>, rooms: Arc<Rooms>, dialect: Dialect) -> impl poem::Endpoint {
     Route::new()
         .at(PATH, get(endpoint))
         .at("/health", get(health))
         .at("/health/ws-stats", get(ws_stats))
         .data(gateway)
+        .data(Arc::new(Edge { rooms, dialect }))
+}
+
+/// What the listener's handlers share.
+struct Edge {
+    rooms: Arc<Rooms>,
+    dialect: Dialect,
 }
 
 #[handler]
-fn endpoint(request: &Request, Data(gateway): Data<&Arc<Gateway>>) -> Response {
+fn endpoint(
+    request: &Request,
+    Data(gateway): Data<&Arc<Gateway>>,
+    Data(edge): Data<&Arc<Edge>>,
+) -> Response {
     upgrade(request, gateway, || {
         let rules = Rules::standard(
             gateway,
-            Dialect::Candles,
+            edge.dialect.clone(),
             gateway.quotes_outbox_limits.clone(),
         );
-        Ok((rules, |conn: &Conn<'_>| Client::open(conn)))
+        let rooms = edge.rooms.clone();
+        Ok((rules, move |conn: &Conn<'_>| Client::open(conn, rooms)))
     })
 }
 
 #[handler]
-fn health(Data(gateway): Data<&Arc<Gateway>>) -> Json<serde_json::Value> {
+fn health(
+    Data(gateway): Data<&Arc<Gateway>>,
+    Data(edge): Data<&Arc<Edge>>,
+) -> Json<serde_json::Value> {
     Json(json!({
         "status": "ok",
-        "connections": gateway.candle_rooms.connections.len(),
-        "timestamp": crate::spec::CandlesTime(jiff::Timestamp::now()).to_string(),
+        "connections": edge.rooms.connections.len(),
+        "timestamp": crate::spec::CandlesTime(gateway.clock.now()).to_string(),
     }))
 }
 
 #[handler]
-async fn ws_stats(Data(gateway): Data<&Arc<Gateway>>) -> Json<serde_json::Value> {
+async fn ws_stats(
+    Data(gateway): Data<&Arc<Gateway>>,
+    Data(edge): Data<&Arc<Edge>>,
+) -> Json<serde_json::Value> {
     let mut minutes = 0;
     for name in &gateway.config.candles.symbols {
         if let Some(symbol) = gateway.hub.symbols().get(name) {
@@ -263,33 +280,32 @@ async fn ws_stats(Data(gateway): Data<&Arc<Gateway>>) -> Json<serde_json::Value>
                 .unwrap_or(0);
         }
     }
-    Json(
-        gateway
-            .candle_rooms
-            .stats(u64::try_from(minutes).unwrap_or(0)),
-    )
+    Json(edge.rooms.stats(u64::try_from(minutes).unwrap_or(0)))
 }
 
 /// One candles connection: the rooms it joined or is joining.
 struct Client {
     gateway: Arc<Gateway>,
+    rooms: Arc<Rooms>,
     outbox: Arc<Outbox>,
     id: u64,
-    rooms: HashSet<Room>,
+    /// The rooms this client joined or is joining.
+    joined: HashSet<Room>,
     /// Cancels the initial-bar reads still running when the client leaves.
     reads: CancellationToken,
     _entry: Entry,
 }
 
 impl Client {
-    fn open(conn: &Conn<'_>) -> Self {
+    fn open(conn: &Conn<'_>, rooms: Arc<Rooms>) -> Self {
         Self {
             gateway: conn.gateway.clone(),
+            _entry: rooms.connections.enter(conn),
+            rooms,
             outbox: conn.outbox().clone(),
             id: conn.id(),
-            rooms: HashSet::new(),
+            joined: HashSet::new(),
             reads: CancellationToken::new(),
-            _entry: conn.gateway.candle_rooms.connections.enter(conn),
         }
     }
 
@@ -328,12 +344,12 @@ impl Client {
                 };
                 let room = (symbol, resolution);
                 let max = gateway.config.ws.max_subscriptions;
-                if !self.rooms.contains(&room) && self.rooms.len() >= max {
+                if !self.joined.contains(&room) && self.joined.len() >= max {
                     return Some(codec::error(format!(
                         "Too many subscriptions: at most {max} per connection"
                     )));
                 }
-                self.rooms.insert(room.clone());
+                self.joined.insert(room.clone());
                 self.read_initial(room, count);
                 None
             }
@@ -345,8 +361,8 @@ impl Client {
                     )));
                 };
                 let room = (symbol, resolution);
-                gateway.candle_rooms.leave(&room, self.id);
-                self.rooms.remove(&room);
+                self.rooms.leave(&room, self.id);
+                self.joined.remove(&room);
                 None
             }
         }
@@ -360,8 +376,9 @@ impl Client {
         let outbox = self.outbox.clone();
         let client = self.id;
         let reads = self.reads.clone();
-        gateway.candle_rooms.leave(&room, client);
-        gateway.candle_rooms.want(room.clone(), client);
+        let rooms = self.rooms.clone();
+        rooms.leave(&room, client);
+        rooms.want(room.clone(), client);
         let task = async move {
             let (symbol, resolution) = &room;
             let now = gateway.clock.now().as_second();
@@ -378,14 +395,12 @@ impl Client {
                 }),
                 Err(error) => {
                     tracing::warn!(%error, "candles history failed");
-                    gateway.candle_rooms.leave(&room, client);
+                    rooms.leave(&room, client);
                     outbox.push_control(codec::error("History is unavailable; retry shortly"));
                     return;
                 }
             };
-            gateway
-                .candle_rooms
-                .join_if_wanted(room, client, &outbox, frame);
+            rooms.join_if_wanted(room, client, &outbox, frame);
         };
         self.gateway.tasks.spawn(task);
     }
@@ -411,8 +426,8 @@ impl Handler for Client {
 
     fn on_close(&mut self, _conn: &Conn<'_>) {
         self.reads.cancel();
-        for room in &self.rooms {
-            self.gateway.candle_rooms.leave(room, self.id);
+        for room in &self.joined {
+            self.rooms.leave(room, self.id);
         }
     }
 }

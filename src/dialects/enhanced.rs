@@ -31,7 +31,7 @@ use crate::{
     runtime::{
         driver::{Conn, Handler, Refusal, Rules},
         handshake::{json_error, upgrade},
-        registry::Entry,
+        registry::{Entry, Registry},
     },
     spec::messages::Channel,
 };
@@ -259,7 +259,7 @@ impl EnhancedApi {
     async fn status(&self) -> Json<ServiceStatus> {
         let gateway = &self.gateway;
         let snapshot = gateway.orchestrator.snapshot();
-        let usage = gateway.api_key_usage();
+        let usage = api_key_usage(gateway);
         Json(ServiceStatus {
             service_status: state_name(gateway),
             is_running: !gateway.shutdown.is_cancelled(),
@@ -387,6 +387,16 @@ impl EnhancedApi {
     }
 }
 
+/// The API-key pool's usage, as `/status` reports it.
+fn api_key_usage(gateway: &Gateway) -> ApiKeyUsage {
+    let usage = gateway.keys.usage();
+    ApiKeyUsage {
+        total_keys: usage.total_keys as u64,
+        current_key_index: usage.current_key_index.map(|i| i as u64),
+        total_calls: usage.total_calls,
+    }
+}
+
 fn state_name(gateway: &Gateway) -> String {
     gateway.orchestrator.state().name().to_owned()
 }
@@ -440,8 +450,12 @@ pub fn openapi_yaml(gateway: Arc<Gateway>) -> String {
 pub const PATHS: [&str; 2] = ["/ws", "/ws/:symbol"];
 
 /// The listener's routes.
-pub fn routes(gateway: Arc<Gateway>) -> impl Endpoint {
+pub fn routes(gateway: Arc<Gateway>, dialect: Dialect) -> impl Endpoint {
     let service = openapi_service(gateway.clone());
+    let edge = Arc::new(Edge {
+        clients: Arc::default(),
+        dialect,
+    });
     Route::new()
         .at(PATHS[0], get(stream_all))
         .at(PATHS[1], get(stream_symbol))
@@ -450,6 +464,7 @@ pub fn routes(gateway: Arc<Gateway>) -> impl Endpoint {
         .nest("/docs", service.swagger_ui())
         .nest("/", service)
         .data(gateway)
+        .data(edge)
         .around(|endpoint, request| async move {
             let response = endpoint.get_response(request).await;
             Ok(crate::runtime::handshake::plain_errors_as_json(response).await)
@@ -459,14 +474,18 @@ pub fn routes(gateway: Arc<Gateway>) -> impl Endpoint {
 /// `/ws`: the USD/COP system's symbols (the calendar-bound ones,
 /// `calendar.symbols`).
 #[handler]
-fn stream_all(request: &Request, Data(gateway): Data<&Arc<Gateway>>) -> Response {
+fn stream_all(
+    request: &Request,
+    Data(gateway): Data<&Arc<Gateway>>,
+    Data(edge): Data<&Arc<Edge>>,
+) -> Response {
     upgrade(request, gateway, || {
         let symbols: Vec<Symbol> = gateway
             .calendar
             .symbols()
             .filter_map(|(name, _)| gateway.hub.symbols().insert(name).ok())
             .collect();
-        Ok(admitted(gateway, symbols))
+        Ok(admitted(gateway, edge, symbols))
     })
 }
 
@@ -476,6 +495,7 @@ fn stream_symbol(
     request: &Request,
     Path(symbol): Path<String>,
     Data(gateway): Data<&Arc<Gateway>>,
+    Data(edge): Data<&Arc<Edge>>,
 ) -> Response {
     upgrade(request, gateway, || {
         let bound = gateway
@@ -496,32 +516,44 @@ fn stream_symbol(
             )
             .into());
         };
-        Ok(admitted(gateway, vec![symbol]))
+        Ok(admitted(gateway, edge, vec![symbol]))
     })
+}
+
+/// What the listener's stream handlers share.
+struct Edge {
+    /// The streams' open connections (`clients_connected`).
+    clients: Arc<Registry>,
+    dialect: Dialect,
 }
 
 fn admitted(
     gateway: &Arc<Gateway>,
+    edge: &Edge,
     symbols: Vec<Symbol>,
 ) -> (Rules, impl FnOnce(&Conn<'_>) -> Stream + Send + 'static) {
     let rules = Rules::standard(
         gateway,
-        Dialect::Usdcop,
+        edge.dialect.clone(),
         gateway.quotes_outbox_limits.clone(),
     );
-    (rules, move |conn: &Conn<'_>| Stream::open(conn, symbols))
+    let clients = edge.clients.clone();
+    (rules, move |conn: &Conn<'_>| {
+        Stream::open(conn, clients, symbols)
+    })
 }
 
 /// One stream connection. The client may send `{"type":"heartbeat"}`; the
 /// answer is `heartbeat_response`.
 struct Stream {
+    clients: Arc<Registry>,
     _entry: Entry,
 }
 
 impl Stream {
-    fn open(conn: &Conn<'_>, symbols: Vec<Symbol>) -> Self {
+    fn open(conn: &Conn<'_>, clients: Arc<Registry>, symbols: Vec<Symbol>) -> Self {
         let gateway = conn.gateway;
-        let entry = gateway.enhanced_clients.enter(conn);
+        let entry = clients.enter(conn);
         for symbol in symbols {
             gateway.hub.subscribe_stream(
                 conn.subscriber,
@@ -530,7 +562,10 @@ impl Stream {
             );
         }
         crate::dialects::market_stream::drop_closed_snapshots(gateway, conn.outbox());
-        Self { _entry: entry }
+        Self {
+            clients,
+            _entry: entry,
+        }
     }
 }
 
@@ -547,7 +582,7 @@ impl Handler for Stream {
                         service: orchestrator.state(),
                         market: info.status,
                         market_open: info.market_open,
-                        clients_connected: gateway.enhanced_clients.len() as u64,
+                        clients_connected: self.clients.len() as u64,
                     },
                     now,
                 )

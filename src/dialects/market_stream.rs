@@ -116,28 +116,40 @@ impl Drop for IpSlot {
 }
 
 /// The listener's routes.
-pub fn routes(gateway: Arc<Gateway>) -> impl poem::Endpoint {
+pub fn routes(
+    gateway: Arc<Gateway>,
+    streams: Arc<Streams>,
+    dialect: Dialect,
+) -> impl poem::Endpoint {
     Route::new()
         .at(PATH, get(endpoint))
         .at("/health", get(health))
         .data(gateway)
+        .data(Arc::new(Edge { streams, dialect }))
+}
+
+/// What the listener's handlers share.
+struct Edge {
+    streams: Arc<Streams>,
+    dialect: Dialect,
 }
 
 /// The handshake: 429 beyond `max_connections_per_ip`, otherwise as every
 /// dialect (426, 503). A `?token=` that does not verify gets
 /// `AUTHENTICATION_FAILED` and close 1008 right after the upgrade.
 #[handler]
-fn endpoint(request: &Request, Data(gateway): Data<&Arc<Gateway>>) -> Response {
+fn endpoint(
+    request: &Request,
+    Data(gateway): Data<&Arc<Gateway>>,
+    Data(edge): Data<&Arc<Edge>>,
+) -> Response {
     upgrade(request, gateway, || {
         let config = &gateway.config.market_stream;
         let ip = request
             .remote_addr()
             .as_socket_addr()
             .map(std::net::SocketAddr::ip);
-        let Some(slot) = gateway
-            .market_streams
-            .admit(ip, config.max_connections_per_ip)
-        else {
+        let Some(slot) = edge.streams.admit(ip, config.max_connections_per_ip) else {
             gateway.stats.handshake_refused("ip_connection_limit");
             let message = format!(
                 "at most {} connections per IP address",
@@ -159,9 +171,10 @@ fn endpoint(request: &Request, Data(gateway): Data<&Arc<Gateway>>) -> Response {
             .get("token")
             .and_then(|token| gateway.auth.verify(token).err())
             .map(|error| format!("Authentication failed: the token does not verify ({error})"));
-        let rules = rules(gateway);
+        let rules = rules(gateway, edge.dialect.clone());
+        let streams = edge.streams.clone();
         Ok((rules, move |conn: &Conn<'_>| {
-            Session::open(conn, slot, refused)
+            Session::open(conn, streams, slot, refused)
         }))
     })
 }
@@ -169,7 +182,7 @@ fn endpoint(request: &Request, Data(gateway): Data<&Arc<Gateway>>) -> Response {
 /// The seed's limits: `messages_per_minute` (the first frame past it gets
 /// `RATE_LIMIT_EXCEEDED` and close 1008) and its heartbeat as the one
 /// liveness rule.
-fn rules(gateway: &Gateway) -> Rules {
+fn rules(gateway: &Gateway, dialect: Dialect) -> Rules {
     let config = &gateway.config.market_stream;
     let per_minute = NonZeroU32::new(config.messages_per_minute).unwrap_or(NonZeroU32::MIN);
     Rules {
@@ -180,22 +193,18 @@ fn rules(gateway: &Gateway) -> Rules {
             close: close::MESSAGE_RATE,
         },
         liveness: Liveness::Dialect,
-        ..Rules::standard(
-            gateway,
-            Dialect::Usdcop,
-            gateway.quotes_outbox_limits.clone(),
-        )
+        ..Rules::standard(gateway, dialect, gateway.quotes_outbox_limits.clone())
     }
 }
 
 /// `GET /health` of the stream's listener.
 #[handler]
-fn health(Data(gateway): Data<&Arc<Gateway>>) -> Json<serde_json::Value> {
+fn health(Data(edge): Data<&Arc<Edge>>) -> Json<serde_json::Value> {
     Json(json!({
         "status": "healthy",
         "service": "websocket-service",
         "version": env!("CARGO_PKG_VERSION"),
-        "clients_connected": gateway.market_streams.connections(),
+        "clients_connected": edge.streams.connections(),
     }))
 }
 
@@ -207,6 +216,7 @@ struct Session {
     /// Heartbeats sent since the client's last `pong`.
     unanswered: u32,
     next_heartbeat: Instant,
+    streams: Arc<Streams>,
     _entry: Entry,
     _slot: IpSlot,
 }
@@ -264,7 +274,7 @@ impl Handler for Session {
             return;
         }
         self.unanswered += 1;
-        let count = self.gateway.market_streams.connections() as u64;
+        let count = self.streams.connections() as u64;
         conn.outbox()
             .push_control(usdcop::heartbeat(count, jiff::Timestamp::now()));
     }
@@ -275,7 +285,7 @@ fn heartbeat_every(config: &crate::config::MarketStreamConfig) -> Duration {
 }
 
 impl Session {
-    fn open(conn: &Conn<'_>, slot: IpSlot, refused: Option<String>) -> Self {
+    fn open(conn: &Conn<'_>, streams: Arc<Streams>, slot: IpSlot, refused: Option<String>) -> Self {
         let gateway = conn.gateway;
         let outbox = conn.outbox();
         let session = Self {
@@ -284,14 +294,15 @@ impl Session {
             symbols: BTreeSet::new(),
             unanswered: 0,
             next_heartbeat: Instant::now() + heartbeat_every(&gateway.config.market_stream),
-            _entry: gateway.market_streams.registry.enter(conn),
+            _entry: streams.registry.enter(conn),
             _slot: slot,
+            streams,
         };
         if let Some(message) = refused {
             session.error(UsdcopErrorCode::AuthenticationFailed, message);
             outbox.close(close::AUTH_FAILED);
         }
-        if let Some(frame) = gateway.market_streams.degraded.lock().clone() {
+        if let Some(frame) = session.streams.degraded.lock().clone() {
             outbox.push_control(frame);
         }
         session
@@ -459,10 +470,8 @@ fn next_event(
 /// Sends the calendar's `system_status` frames to every stream connection
 /// (`market_opening`, `market_closing`, `market_closed`, then the close),
 /// and `degraded_service` when the store or a configured Redis goes down.
-pub async fn run_market_events(
-    gateway: Arc<Gateway>,
-    shutdown: tokio_util::sync::CancellationToken,
-) {
+pub async fn run_market_events(gateway: Arc<Gateway>, streams: Arc<Streams>) {
+    let shutdown = gateway.shutdown.clone();
     use crate::spec::{
         UsdcopTime,
         messages::{UsdcopStatus, UsdcopStatusDetails},
@@ -493,10 +502,10 @@ pub async fn run_market_events(
                         None,
                         jiff::Timestamp::now(),
                     );
-                    gateway.market_streams.broadcast(&frame);
-                    *gateway.market_streams.degraded.lock() = Some(frame);
+                    streams.broadcast(&frame);
+                    *streams.degraded.lock() = Some(frame);
                 } else if !down && degraded {
-                    *gateway.market_streams.degraded.lock() = None;
+                    *streams.degraded.lock() = None;
                 }
                 degraded = down;
                 continue;
@@ -514,7 +523,7 @@ pub async fn run_market_events(
         match event {
             MarketEvent::Opening => {
                 let open = at + crate::calendar::CLOSING_WINDOW;
-                gateway.market_streams.broadcast(&usdcop::system_status(
+                streams.broadcast(&usdcop::system_status(
                     UsdcopStatus::MarketOpening,
                     "Market opening in 5 minutes",
                     Some(UsdcopStatusDetails {
@@ -528,7 +537,7 @@ pub async fn run_market_events(
             MarketEvent::Open => {}
             MarketEvent::Closing => {
                 let close = at + crate::calendar::CLOSING_WINDOW;
-                gateway.market_streams.broadcast(&usdcop::system_status(
+                streams.broadcast(&usdcop::system_status(
                     UsdcopStatus::MarketClosing,
                     "Market closing in 5 minutes",
                     Some(UsdcopStatusDetails {
@@ -553,9 +562,7 @@ pub async fn run_market_events(
                     }),
                     now,
                 );
-                gateway
-                    .market_streams
-                    .close_all(&frame, close::MARKET_CLOSED);
+                streams.close_all(&frame, close::MARKET_CLOSED);
             }
         }
         // Past this event: the next round looks for the one after.

@@ -8,7 +8,7 @@
 //! outbox conflates per ticker for a slow reader. What the client sends is
 //! read (to notice closes and keep the idle timer) and otherwise ignored.
 
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 
 use poem::{
     Endpoint, Request, handler,
@@ -37,22 +37,21 @@ pub const PATHS: [&str; 4] = ["/ws/quotes", "/ws", "/v1/ws/quotes", "/v1/ws"];
 ///
 /// The handshake: 403 for a disallowed `Origin`, 400 for a bad `tickers`
 /// list, 503 while a configured Redis is down, otherwise as every dialect.
-pub fn endpoint(gateway: Arc<Gateway>) -> Arc<impl Endpoint> {
+///
+/// Starts the task that closes every stream when a configured Redis fails.
+pub fn endpoint(gateway: Arc<Gateway>, dialect: Dialect) -> Arc<impl Endpoint> {
     let registry = Arc::new(Registry::default());
-    let watching = Once::new();
+    if gateway.broker.is_some() {
+        let task = watch_redis(gateway.clone(), registry.clone());
+        gateway.tasks.spawn(task);
+    }
     Arc::new(poem::endpoint::make_sync(move |request: Request| {
         upgrade(&request, &gateway, || {
             let tickers = admit(&request, &gateway)?;
-            watching.call_once(|| {
-                if gateway.broker.is_some() {
-                    let task = watch_redis(gateway.clone(), registry.clone());
-                    gateway.tasks.spawn(task);
-                }
-            });
             let registry = registry.clone();
             let rules = Rules::standard(
                 &gateway,
-                Dialect::Quotes,
+                dialect.clone(),
                 gateway.quotes_outbox_limits.clone(),
             );
             Ok((rules, move |conn: &Conn<'_>| {

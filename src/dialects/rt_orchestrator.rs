@@ -25,6 +25,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi, OpenApiService, payload::Json};
 
 use crate::{
     calendar::Schedule,
+    dialects::market_stream::Streams,
     gateway::Gateway,
     orchestrator::{ForceStartError, ForceStarted, State},
     runtime::handshake::json_error,
@@ -240,6 +241,9 @@ pub struct Announced {
 
 pub struct OrchestratorApi {
     gateway: Arc<Gateway>,
+    /// The market-data stream's connections (8082), which operator
+    /// announcements reach.
+    streams: Arc<Streams>,
 }
 
 #[OpenApi]
@@ -274,7 +278,7 @@ impl OrchestratorApi {
             market_hours_active: orchestrator.schedule().is_open(now),
             l0_pipeline_completed: snapshot.l0.completed,
             realtime_collection_active: snapshot.collection.active,
-            websocket_clients_connected: gateway.market_streams.connections() as u64,
+            websocket_clients_connected: self.streams.connections() as u64,
             uptime_seconds: gateway.started.elapsed().as_secs(),
             last_data_timestamp: snapshot.collection.last_update.map(utc),
             orchestrator_state: state_name(snapshot.state),
@@ -424,7 +428,7 @@ impl OrchestratorApi {
             None,
             jiff::Timestamp::now(),
         );
-        let streams = &self.gateway.market_streams;
+        let streams = &self.streams;
         streams.broadcast(&frame);
         tracing::warn!(status = ?body.0.status, message = %body.0.message, "operator system status");
         Json(Announced {
@@ -444,7 +448,7 @@ impl OrchestratorApi {
         operation_id = "rotateApiKeys"
     )]
     async fn rotate_api_keys(&self) -> RotateResponse {
-        match self.gateway.rotate_api_key() {
+        match rotate(&self.gateway) {
             Ok(rotation) => RotateResponse::Rotated(Json(rotation)),
             Err(message) => RotateResponse::Conflict(Json(OrchestratorError {
                 code: "rotation_unavailable".into(),
@@ -459,9 +463,12 @@ fn state_name(state: State) -> String {
 }
 
 /// The OpenAPI service of the RT orchestrator's REST API.
-pub fn openapi_service(gateway: Arc<Gateway>) -> OpenApiService<OrchestratorApi, ()> {
+pub fn openapi_service(
+    gateway: Arc<Gateway>,
+    streams: Arc<Streams>,
+) -> OpenApiService<OrchestratorApi, ()> {
     OpenApiService::new(
-        OrchestratorApi { gateway },
+        OrchestratorApi { gateway, streams },
         "tickgate RT orchestrator API (seed 000)",
         "2.0.0",
     )
@@ -476,16 +483,34 @@ pub fn openapi_service(gateway: Arc<Gateway>) -> OpenApiService<OrchestratorApi,
 
 /// The OpenAPI document (committed as `openapi.rt-orchestrator.yaml`).
 pub fn openapi_yaml(gateway: Arc<Gateway>) -> String {
-    openapi_service(gateway).spec_yaml()
+    openapi_service(gateway, Arc::default()).spec_yaml()
+}
+
+/// Rotates the upstream provider's API key (`POST /api/rotate-api-keys`).
+///
+/// # Errors
+/// The reason there is nothing to rotate to.
+fn rotate(gateway: &Gateway) -> Result<Rotation, String> {
+    let rotation = gateway
+        .keys
+        .rotate(jiff::Timestamp::now())
+        .map_err(|error| error.to_string())?;
+    Ok(Rotation {
+        status: "rotated".into(),
+        previous_key_index: rotation.previous_key_index as u64,
+        current_key_index: rotation.current_key_index as u64,
+        remaining_credits: rotation.remaining_credits.map(u64::from),
+        next_reset: rotation.next_reset.map(utc),
+    })
 }
 
 type Limiter =
     RateLimiter<IpAddr, DefaultKeyedStateStore<IpAddr>, DefaultClock, StateInformationMiddleware>;
 
 /// The listener's routes.
-pub fn routes(gateway: Arc<Gateway>) -> impl Endpoint {
+pub fn routes(gateway: Arc<Gateway>, streams: Arc<Streams>) -> impl Endpoint {
     let per_minute = gateway.config.rt_orchestrator.requests_per_minute;
-    let service = openapi_service(gateway.clone());
+    let service = openapi_service(gateway.clone(), streams);
     let app = Route::new()
         .at("/openapi.yaml", service.spec_endpoint_yaml())
         .at("/openapi.json", service.spec_endpoint())

@@ -38,12 +38,12 @@ pub const PATH: &str = "/api/v1/ws/v1";
 
 /// `GET /api/v1/ws/v1`: the v1 endpoint, as a poem endpoint holding the
 /// dialect's shared state.
-pub fn endpoint(gateway: Arc<Gateway>) -> impl poem::Endpoint {
+pub fn endpoint(gateway: Arc<Gateway>, dialect: Dialect) -> impl poem::Endpoint {
     let shared = Arc::new(Shared::default());
     poem::endpoint::make_sync(move |request| {
         let shared = shared.clone();
         upgrade(&request, &gateway, || {
-            let rules = Rules::standard(&gateway, Dialect::V1, gateway.outbox_limits.clone());
+            let rules = Rules::standard(&gateway, dialect.clone(), gateway.outbox_limits.clone());
             Ok((rules, move |conn: &Conn<'_>| Session::open(conn, shared)))
         })
     })
@@ -113,14 +113,15 @@ impl Handler for Session {
 
     fn on_shutdown(&mut self, _conn: &Conn<'_>) {
         let notice = self.shared.shutdown_notice.get_or_init(|| {
-            self.gateway.hub.broadcast_frame(Event {
+            let event = Event {
                 topic: Topic::global(Channel::System),
                 timestamp: jiff::Timestamp::now(),
                 payload: Payload::System(SystemNotice {
                     status: SystemState::ShuttingDown,
                     message: "the gateway is shutting down; reconnect after a short backoff".into(),
                 }),
-            })
+            };
+            v1::encode_event(&event, self.gateway.hub.next_seq(&event.topic))
         });
         self.outbox().push_control(notice.clone());
     }

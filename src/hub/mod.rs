@@ -30,7 +30,7 @@ use crate::{
     config::ChannelsConfig,
     event::{Event, Payload, TopicKey, UserId},
     metrics::Stats,
-    protocol::{Text, quotes, usdcop, v1},
+    protocol::{Encoder, Text},
     spec::{CHANNEL_COUNT, messages::Channel},
 };
 
@@ -46,20 +46,33 @@ pub struct Subscriber {
     pub dialect: Dialect,
 }
 
-/// The wire dialect of a hub subscriber. An event is encoded at most once
-/// per dialect, and only for dialects that have a subscriber to it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Dialect {
-    V1,
-    /// Seed 002's flat quotes: ticks only.
-    Quotes,
-    /// The `market_data` frames of the USD/COP streams (seeds 000 and 001):
-    /// ticks only.
-    Usdcop,
-    /// Seed 003's candles: fed by its rooms' broadcaster, not by hub
-    /// events.
-    Candles,
+/// Most dialects one hub serves.
+pub const MAX_DIALECTS: usize = 8;
+
+/// A registered dialect: its number and its encoder.
+#[derive(Clone)]
+pub struct Dialect {
+    id: usize,
+    name: &'static str,
+    encoder: Arc<dyn Encoder>,
 }
+
+impl Dialect {
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+}
+
+impl std::fmt::Debug for Dialect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+/// `Hub::dialect` past `MAX_DIALECTS`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("more than {MAX_DIALECTS} dialects registered on one hub")]
+pub struct TooManyDialects;
 
 /// Why a subscription was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -70,6 +83,7 @@ pub enum HubError {
 
 pub struct Hub {
     channels: [ChannelHub; CHANNEL_COUNT],
+    dialects: AtomicU64,
     symbols: Symbols,
     stats: Arc<Stats>,
     next_session: AtomicU64,
@@ -143,6 +157,7 @@ impl Hub {
                 inner: Mutex::new(ChannelInner::default()),
             }),
             symbols: Symbols::default(),
+            dialects: AtomicU64::new(0),
             stats,
             next_session: AtomicU64::new(1),
         }
@@ -156,13 +171,25 @@ impl Hub {
         &self.stats
     }
 
-    /// Registers a v1 connection; it receives nothing until it subscribes.
-    pub fn register(&self, outbox: Arc<Outbox>) -> Subscriber {
-        self.register_dialect(outbox, Dialect::V1)
+    /// Registers a dialect's encoder (at mount time).
+    ///
+    /// # Errors
+    /// More than `MAX_DIALECTS` dialects.
+    pub fn dialect(
+        &self,
+        name: &'static str,
+        encoder: Arc<dyn Encoder>,
+    ) -> Result<Dialect, TooManyDialects> {
+        let id = self.dialects.fetch_add(1, Relaxed) as usize;
+        if id >= MAX_DIALECTS {
+            return Err(TooManyDialects);
+        }
+        Ok(Dialect { id, name, encoder })
     }
 
-    /// Registers a connection of `dialect`.
-    pub fn register_dialect(&self, outbox: Arc<Outbox>, dialect: Dialect) -> Subscriber {
+    /// Registers a connection of `dialect`; it receives nothing until it
+    /// subscribes.
+    pub fn register(&self, outbox: Arc<Outbox>, dialect: Dialect) -> Subscriber {
         let id = self.next_session.fetch_add(1, Relaxed);
         Subscriber {
             id,
@@ -202,9 +229,9 @@ impl Hub {
         topic.seq += 1;
         let seq = topic.seq;
         let event = Arc::new(event);
-        // Subscribers that joined before a book's first event got no
-        // snapshot: its first event goes out as one.
-        let first_book = channel == Channel::Orderbook && topic.last.is_none();
+        // Subscribers that joined before the topic's first event got no
+        // snapshot: the dialect may send its first event as one.
+        let first = keeps_last(channel) && topic.last.is_none();
         if keeps_last(channel) {
             topic.last = Some((event.clone(), seq));
         }
@@ -213,48 +240,33 @@ impl Hub {
             return;
         }
         // Encoded at most once per dialect, when a subscriber needs it.
-        let mut v1_frame: Option<Text> = None;
-        let mut quote_frame: Option<Option<Text>> = None;
-        let mut usdcop_frame: Option<Option<Text>> = None;
-        let resync = (channel == Channel::Orderbook).then(|| {
-            let event = event.clone();
-            Arc::new(LazyFrame::new(move || {
-                v1::encode_book_snapshot(&event, seq)
-                    .unwrap_or_else(|| v1::encode_event(&event, seq))
-            }))
-        });
+        let mut frames: [Option<Option<Text>>; MAX_DIALECTS] = Default::default();
+        let mut resyncs: [Option<Option<Arc<LazyFrame>>>; MAX_DIALECTS] = Default::default();
         let key = channel
             .conflates()
             .then(|| (topic.id, discriminator(&event)));
         let mut conflated = 0;
         for subscriber in topic.subscribers.iter().chain(wildcard) {
-            let frame = match subscriber.dialect {
-                Dialect::V1 => &*v1_frame.get_or_insert_with(|| match first_book {
-                    true => v1::encode_book_snapshot(&event, seq)
-                        .unwrap_or_else(|| v1::encode_event(&event, seq)),
-                    false => v1::encode_event(&event, seq),
-                }),
-                Dialect::Quotes => {
-                    match quote_frame.get_or_insert_with(|| quotes::encode(&event)) {
-                        Some(frame) => &*frame,
-                        None => continue,
-                    }
-                }
-                Dialect::Usdcop => {
-                    match usdcop_frame.get_or_insert_with(|| usdcop::market_data(&event)) {
-                        Some(frame) => &*frame,
-                        None => continue,
-                    }
-                }
-                Dialect::Candles => continue,
+            let dialect = &subscriber.dialect;
+            let encoder = &dialect.encoder;
+            let frame = frames[dialect.id].get_or_insert_with(|| encoder.event(&event, seq, first));
+            let Some(frame) = frame else {
+                continue;
             };
+            let resync = resyncs[dialect.id].get_or_insert_with(|| {
+                encoder.resyncs(channel).then(|| {
+                    let (event, encoder) = (event.clone(), encoder.clone());
+                    let newer = frame.clone();
+                    Arc::new(LazyFrame::new(move || {
+                        encoder.resync(&event, seq).unwrap_or_else(|| newer.clone())
+                    }))
+                })
+            });
             let pushed = subscriber.outbox.push(Delivery {
                 lane: channel.index(),
                 key,
                 frame,
-                resync: resync
-                    .as_ref()
-                    .filter(|_| subscriber.dialect == Dialect::V1),
+                resync: resync.as_ref(),
                 published,
             });
             if pushed == Pushed::Conflated {
@@ -483,15 +495,14 @@ impl Hub {
             .map(|(event, _)| event.clone())
     }
 
-    /// Assigns the event its topic's next sequence number and returns its
-    /// frame without delivering it (for frames every connection gets, such
-    /// as the shutdown notice).
-    pub fn broadcast_frame(&self, event: Event) -> Text {
-        let channel = event.topic.channel;
-        let mut inner = self.channels[channel.index()].inner.lock();
-        let topic = inner.topic(&event.topic.key);
+    /// Takes the next sequence number of `topic` without delivering an
+    /// event (for a frame every connection gets, such as the shutdown
+    /// notice, that a dialect encodes itself).
+    pub fn next_seq(&self, topic: &crate::event::Topic) -> u64 {
+        let mut inner = self.channels[topic.channel.index()].inner.lock();
+        let topic = inner.topic(&topic.key);
         topic.seq += 1;
-        v1::encode_event(&event, topic.seq)
+        topic.seq
     }
 
     /// Drops the frames of `channel` queued in `outbox` whose topic key
@@ -520,13 +531,7 @@ fn send_snapshot(subscriber: &Subscriber, channel: Channel, topic: &TopicState) 
     let Some((event, seq)) = &topic.last else {
         return;
     };
-    let frame = match (subscriber.dialect, channel) {
-        (Dialect::Quotes, _) => quotes::encode(event),
-        (Dialect::Usdcop, _) => usdcop::market_data(event),
-        (Dialect::V1, Channel::Orderbook) => v1::encode_book_snapshot(event, *seq),
-        (Dialect::V1, _) => Some(v1::encode_event(event, *seq)),
-        (Dialect::Candles, _) => None,
-    };
+    let frame = subscriber.dialect.encoder.snapshot(event, *seq);
     let Some(frame) = frame else {
         return;
     };
@@ -576,7 +581,20 @@ mod tests {
         event::{Book, BookUpdate, Tick, Topic},
     };
 
-    fn hub(max_subscribers: u32) -> Hub {
+    /// A hub with the v1 encoder registered, as a gateway mounts it.
+    struct TestHub {
+        hub: Hub,
+        v1: Dialect,
+    }
+
+    impl std::ops::Deref for TestHub {
+        type Target = Hub;
+        fn deref(&self) -> &Hub {
+            &self.hub
+        }
+    }
+
+    fn hub(max_subscribers: u32) -> TestHub {
         let mut channels = ChannelsConfig::default();
         for channel in Channel::ALL {
             channels.0.insert(
@@ -587,18 +605,42 @@ mod tests {
                 },
             );
         }
-        Hub::new(&channels, Arc::new(Stats::default()))
+        let hub = Hub::new(&channels, Arc::new(Stats::default()));
+        let v1 = hub
+            .dialect("v1", Arc::new(crate::protocol::v1::V1))
+            .expect("one dialect");
+        TestHub { hub, v1 }
     }
 
-    fn session(hub: &Hub) -> Subscriber {
-        hub.register(Arc::new(Outbox::new(Arc::new(OutboxLimits {
-            control: 64,
-            private: 64,
-            conflation_slots: 64,
-            backlog: 64,
-            rates: [10_000; CHANNEL_COUNT],
-            conflates: Channel::ALL.map(Channel::conflates),
-        }))))
+    /// A v1 connection.
+    fn session(hub: &TestHub) -> Subscriber {
+        hub.register(
+            Arc::new(Outbox::new(Arc::new(OutboxLimits {
+                control: 64,
+                private: 64,
+                conflation_slots: 64,
+                backlog: 64,
+                rates: [10_000; CHANNEL_COUNT],
+                conflates: Channel::ALL.map(Channel::conflates),
+            }))),
+            hub.v1.clone(),
+        )
+    }
+
+    #[test]
+    fn dialects_are_bounded() {
+        let hub = hub(1);
+        for _ in 1..MAX_DIALECTS {
+            assert!(
+                hub.dialect("other", Arc::new(crate::protocol::NoEvents))
+                    .is_ok()
+            );
+        }
+        assert_eq!(
+            hub.dialect("one too many", Arc::new(crate::protocol::NoEvents))
+                .map(|d| d.name()),
+            Err(TooManyDialects)
+        );
     }
 
     fn frames(subscriber: &Subscriber) -> Vec<Value> {

@@ -2,6 +2,8 @@
 //! functions, one module per dialect, no I/O. Only this module and the
 //! generated types know byte layouts.
 
+use crate::{event::Event, spec::messages::Channel};
+
 pub mod candles;
 pub mod enhanced;
 pub mod quotes;
@@ -11,6 +13,45 @@ pub mod v1;
 /// A text frame, encoded once and shared by every connection that sends it
 /// (cloning is a reference-count increment).
 pub type Text = tokio_tungstenite::tungstenite::Utf8Bytes;
+
+/// How one wire dialect encodes the hub's events. Each dialect registers
+/// one with the hub (`Hub::dialect`); the hub encodes an event at most once
+/// per dialect, and only for dialects that have a subscriber to it.
+pub trait Encoder: Send + Sync + 'static {
+    /// The frame of `event`, the `seq`th of its topic, or None when the
+    /// dialect does not carry it. `first` is true for the first event of a
+    /// topic that keeps its newest event (its subscribers got no snapshot).
+    fn event(&self, event: &Event, seq: u64, first: bool) -> Option<Text>;
+
+    /// The frame a new subscriber gets for the topic's newest event.
+    fn snapshot(&self, event: &Event, seq: u64) -> Option<Text> {
+        self.event(event, seq, false)
+    }
+
+    /// Whether a queued frame of `channel` that a newer one conflates is
+    /// replaced by `resync` (a state the client can apply without the frames
+    /// it missed) rather than by the newer frame itself.
+    fn resyncs(&self, _channel: Channel) -> bool {
+        false
+    }
+
+    /// The frame that replaces conflated ones when `resyncs` says so
+    /// (None: the newer frame); encoded lazily, once, for every connection
+    /// that needs it.
+    fn resync(&self, _event: &Event, _seq: u64) -> Option<Text> {
+        None
+    }
+}
+
+/// The encoder of connections the hub never delivers to (a dialect fed by
+/// its own broadcaster, like the candles rooms).
+pub struct NoEvents;
+
+impl Encoder for NoEvents {
+    fn event(&self, _event: &Event, _seq: u64, _first: bool) -> Option<Text> {
+        None
+    }
+}
 
 /// `frame` as JSON text. The generated types have string keys only, so
 /// serialization does not fail; if it ever did, the client gets `fallback`

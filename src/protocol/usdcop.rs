@@ -45,6 +45,16 @@ fn symbols_of(symbols: crate::spec::messages::UsdcopSymbols) -> Vec<String> {
     symbols.0.into_iter().map(|s| s.to_string()).collect()
 }
 
+/// The hub's encoder of the USD/COP streams' `market_data` frames (seeds
+/// 000 and 001 share it, so each tick is encoded once for both).
+pub struct MarketData;
+
+impl super::Encoder for MarketData {
+    fn event(&self, event: &Event, _seq: u64, _first: bool) -> Option<Text> {
+        market_data(event)
+    }
+}
+
 /// The `market_data` frame of a tick event, with its latency measured now;
 /// None for any other event.
 pub fn market_data(event: &Event) -> Option<Text> {

@@ -253,6 +253,34 @@ fn topic_user(event: &Event) -> String {
 }
 
 /// The data frame of `event` with sequence number `seq`.
+/// The hub's encoder of v1 frames: an order book's first event, and a
+/// conflated book update, go out as a snapshot.
+pub struct V1;
+
+impl super::Encoder for V1 {
+    fn event(&self, event: &Event, seq: u64, first: bool) -> Option<Text> {
+        if first && let Some(snapshot) = encode_book_snapshot(event, seq) {
+            return Some(snapshot);
+        }
+        Some(encode_event(event, seq))
+    }
+
+    fn snapshot(&self, event: &Event, seq: u64) -> Option<Text> {
+        match encode_book_snapshot(event, seq) {
+            Some(snapshot) => Some(snapshot),
+            None => Some(encode_event(event, seq)),
+        }
+    }
+
+    fn resyncs(&self, channel: Channel) -> bool {
+        channel == Channel::Orderbook
+    }
+
+    fn resync(&self, event: &Event, seq: u64) -> Option<Text> {
+        encode_book_snapshot(event, seq)
+    }
+}
+
 pub fn encode_event(event: &Event, seq: u64) -> Text {
     encode(&event_frame(event, seq))
 }

@@ -21,11 +21,7 @@ use poem::{
 use poem_openapi::{ApiResponse, Object, OpenApiService, payload::Json};
 
 pub use self::{api::Api, datafeed::Datafeed};
-use crate::{
-    dialects::{quotes, v1},
-    gateway::Gateway,
-    runtime::handshake as upgrade,
-};
+use crate::{gateway::Gateway, runtime::handshake as upgrade};
 
 /// Base path of the v1 REST API.
 pub const API_BASE: &str = "/api/v1";
@@ -108,18 +104,19 @@ pub fn openapi_yaml(gateway: Arc<Gateway>) -> String {
     openapi_service(gateway).spec_yaml()
 }
 
-/// Every route of the v1 listener.
-pub fn routes(gateway: Arc<Gateway>) -> impl Endpoint {
+/// Every route of the main listener: REST, the documents and `/metrics`,
+/// plus the dialects' routes on it (`dialects`: v1, quotes).
+pub fn routes(
+    gateway: Arc<Gateway>,
+    dialects: Vec<(&'static str, poem::endpoint::BoxEndpoint<'static>)>,
+) -> impl Endpoint {
     let service = openapi_service(gateway.clone());
     let redoc = offline(&service.redoc_html());
-    let quotes = quotes::endpoint(gateway.clone());
-    Route::new()
-        .at(v1::PATH, get(v1::endpoint(gateway.clone())))
-        .at(quotes::PATHS[0], get(quotes.clone()))
-        .at(quotes::PATHS[1], get(quotes.clone()))
-        .at(quotes::PATHS[2], get(quotes.clone()))
-        .at(quotes::PATHS[3], get(quotes))
-        .at("/health", get(quotes::health))
+    let mut route = Route::new();
+    for (path, endpoint) in dialects {
+        route = route.at(path, get(endpoint));
+    }
+    route
         .nest(format!("{API_BASE}/docs"), service.swagger_ui())
         .at(
             format!("{API_BASE}/redoc"),

@@ -176,7 +176,7 @@ where
     M: FnOnce(&Conn<'_>) -> H,
 {
     let outbox = Arc::new(Outbox::new(rules.outbox.clone()));
-    let subscriber = gateway.hub.register_dialect(outbox.clone(), rules.dialect);
+    let subscriber = gateway.hub.register(outbox.clone(), rules.dialect.clone());
     let conn = Conn {
         gateway: &gateway,
         subscriber: &subscriber,

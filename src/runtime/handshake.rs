@@ -122,7 +122,7 @@ where
     // headers.
     let handover = Duration::from_millis(gateway.config.server.header_timeout_ms);
     let task_gateway = gateway.clone();
-    let span = tracing::info_span!("ws", dialect = ?rules.dialect);
+    let span = tracing::info_span!("ws", dialect = rules.dialect.name());
     gateway.tasks.spawn(
         async move {
             let _permit = permit;
