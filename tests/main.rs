@@ -7,6 +7,7 @@ mod bench;
 mod candles;
 mod conformance;
 mod http;
+mod invariants;
 mod lifecycle;
 mod limits;
 mod market_stream;
