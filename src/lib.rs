@@ -11,6 +11,7 @@
 //! See ARCHITECTURE.md for the map.
 
 pub mod auth;
+pub mod backoff;
 pub mod bench;
 pub mod broker;
 pub mod calendar;

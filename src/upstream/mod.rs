@@ -28,7 +28,6 @@ use std::{
 use futures_util::{SinkExt, StreamExt};
 use jiff::Timestamp;
 use parking_lot::Mutex;
-use rand::{Rng, SeedableRng, rngs::SmallRng};
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
@@ -42,6 +41,7 @@ use self::{
     },
 };
 use crate::{
+    backoff::Backoff,
     config::{TwelveDataConfig, UpstreamMode},
     event::{Symbol, Tick},
     hub::InvalidSymbol,
@@ -201,7 +201,6 @@ pub fn spawn(
         stops: Stops { shutdown, gate },
         feeds,
         rest,
-        rng: SmallRng::seed_from_u64(Timestamp::now().as_nanosecond() as u64),
     };
     tasks.spawn(runner.run());
     Ok(true)
@@ -420,7 +419,6 @@ struct Runner {
     stops: Stops,
     feeds: Vec<Feed>,
     rest: RestClient,
-    rng: SmallRng,
 }
 
 impl Runner {
@@ -553,10 +551,9 @@ impl Runner {
     /// Websocket mode: one stream for all symbols, reconnected with backoff
     /// on the next key whenever it ends.
     async fn stream(&mut self) -> Stop {
-        let min = Duration::from_millis(self.config.reconnect_min_ms);
-        let max = Duration::from_millis(self.config.reconnect_max_ms);
+        let mut backoff =
+            Backoff::from_millis(self.config.reconnect_min_ms, self.config.reconnect_max_ms);
         let timeout = Duration::from_millis(self.config.request_timeout_ms);
-        let mut delay = min;
         loop {
             let lease = match self.lease().await {
                 Ok(lease) => lease,
@@ -603,10 +600,9 @@ impl Runner {
             };
             self.pool.report(lease.index, outcome, Timestamp::now());
             if end.delivered {
-                delay = min;
+                backoff.reset();
             }
-            let pause = delay.mul_f64(self.rng.random_range(0.5..=1.0));
-            delay = (delay * 2).min(max);
+            let pause = backoff.next_delay();
             if let Err(stop) = self.stops.run(tokio::time::sleep(pause)).await {
                 return stop;
             }
