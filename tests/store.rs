@@ -36,6 +36,9 @@ macro_rules! on_both {
 
 on_both!(
     schema_has_the_seed_tables,
+    a_fresh_database_migrates_and_migrating_again_is_a_no_op,
+    a_database_of_the_earlier_migration_code_is_taken_over,
+    tables_made_without_the_migrator_are_adopted,
     ticks_are_written_in_bounded_batches,
     candles_aggregate_exactly,
     a_restart_continues_the_bars_in_progress,
@@ -121,6 +124,217 @@ fn tick(symbol: &str, time: jiff::Timestamp, last: f64) -> TickRow {
         volume: 100,
         source: "test".into(),
     }
+}
+
+/// One raw connection to the test database (SQLite: created if missing).
+enum Raw {
+    Sqlite(SqliteConnection),
+    Postgres(PgConnection),
+}
+
+async fn raw(db: &TestDb) -> Raw {
+    match db {
+        TestDb::Sqlite { dir } => Raw::Sqlite(
+            SqliteConnection::connect_with(
+                &sqlx::sqlite::SqliteConnectOptions::new()
+                    .filename(dir.join("tickgate.db"))
+                    .create_if_missing(true),
+            )
+            .await
+            .expect("open SQLite"),
+        ),
+        TestDb::Postgres { .. } => Raw::Postgres(
+            PgConnection::connect(db.config().url.as_deref().expect("url"))
+                .await
+                .expect("connect"),
+        ),
+    }
+}
+
+/// What `_sqlx_migrations` records: `(version, checksum, installed_on)`.
+type Applied = Vec<(i64, Vec<u8>, String)>;
+
+const APPLIED: &str = "SELECT version, checksum, CAST(installed_on AS TEXT) \
+                       FROM _sqlx_migrations ORDER BY version";
+
+async fn applied(raw: &mut Raw) -> Applied {
+    match raw {
+        Raw::Sqlite(conn) => sqlx::query(APPLIED)
+            .fetch_all(&mut *conn)
+            .await
+            .expect("read _sqlx_migrations")
+            .iter()
+            .map(|row| (row.get(0), row.get(1), row.get(2)))
+            .collect(),
+        Raw::Postgres(conn) => sqlx::query(APPLIED)
+            .fetch_all(&mut *conn)
+            .await
+            .expect("read _sqlx_migrations")
+            .iter()
+            .map(|row| (row.get(0), row.get(1), row.get(2)))
+            .collect(),
+    }
+}
+
+/// Runs a script of several statements on the raw connection.
+async fn run_script(raw: &mut Raw, sql: &'static str) {
+    match raw {
+        Raw::Sqlite(conn) => sqlx::raw_sql(sql).execute(&mut *conn).await.map(drop),
+        Raw::Postgres(conn) => sqlx::raw_sql(sql).execute(&mut *conn).await.map(drop),
+    }
+    .expect("run the script");
+}
+
+/// The seed tables' DDL of the test database's backend.
+fn seed_sql(db: &TestDb) -> &'static str {
+    match db {
+        TestDb::Sqlite { .. } => include_str!("../migrations/sqlite/0001_seed_tables.sql"),
+        TestDb::Postgres { .. } => include_str!("../migrations/postgres/0001_seed_tables.sql"),
+    }
+}
+
+/// The versions in the backend's migration folder, in order: what a
+/// migrated database must record.
+fn versions(db: &TestDb) -> Vec<i64> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join(db.kind());
+    let mut versions: Vec<i64> = std::fs::read_dir(&dir)
+        .expect("the migration folder")
+        .filter_map(|entry| {
+            let name = entry.ok()?.file_name().into_string().ok()?;
+            let (version, rest) = name.split_once('_')?;
+            rest.ends_with(".sql").then(|| version.parse().ok())?
+        })
+        .collect();
+    versions.sort_unstable();
+    assert!(!versions.is_empty(), "migrations in {}", dir.display());
+    versions
+}
+
+fn recorded(applied: &Applied) -> Vec<i64> {
+    applied.iter().map(|(version, _, _)| *version).collect()
+}
+
+/// One bar of AAPL written and read back through the store.
+fn a_bar() -> BarRow {
+    BarRow {
+        symbol: "AAPL".into(),
+        resolution: Resolution::Minutes(5),
+        time: ts("2025-10-15T13:45:00Z"),
+        open: 1.0,
+        high: 3.0,
+        low: 0.5,
+        close: 2.0,
+        volume: 7,
+    }
+}
+
+async fn a_fresh_database_migrates_and_migrating_again_is_a_no_op(db: TestDb) {
+    let store = Store::open(&db.config()).expect("open");
+    store.migrate().await.expect("a fresh database migrates");
+    let mut conn = raw(&db).await;
+    let first = applied(&mut conn).await;
+    assert_eq!(
+        recorded(&first),
+        versions(&db),
+        "{}: every migration applied once",
+        db.kind()
+    );
+    store.write(&[], &[a_bar()], &[]).await.expect("write");
+    store.migrate().await.expect("migrating again");
+    store.migrate().await.expect("and again");
+    assert_eq!(
+        applied(&mut conn).await,
+        first,
+        "{}: nothing re-applied, nothing recorded anew",
+        db.kind()
+    );
+    assert_eq!(store.count("market_data").await.expect("count"), 1);
+    store.close().await;
+    drop(conn);
+    db.drop_database().await;
+}
+
+/// Until the migration folders were embedded with `sqlx::migrate!`, the
+/// store built its migrator by hand from the same file: version 1, "seed
+/// tables", sqlx's checksum of the file. A database it made must be taken
+/// over as it stands: nothing applied again, nothing refused.
+async fn a_database_of_the_earlier_migration_code_is_taken_over(db: TestDb) {
+    let earlier = sqlx::migrate::Migrator::with_migrations(vec![sqlx::migrate::Migration::new(
+        1,
+        "seed tables".into(),
+        sqlx::migrate::MigrationType::Simple,
+        sqlx::SqlSafeStr::into_sql_str(seed_sql(&db)),
+        false,
+    )]);
+    let mut conn = raw(&db).await;
+    match &mut conn {
+        Raw::Sqlite(c) => earlier.run(&mut *c).await,
+        Raw::Postgres(c) => earlier.run(&mut *c).await,
+    }
+    .expect("the earlier code's migration");
+    let before = applied(&mut conn).await;
+    assert_eq!(recorded(&before), [1]);
+
+    let store = Store::open(&db.config()).expect("open");
+    store
+        .write(&[], &[a_bar()], &[])
+        .await
+        .expect("the earlier tables take writes");
+    store
+        .migrate()
+        .await
+        .expect("the embedded migrations accept the earlier database");
+    let after = applied(&mut conn).await;
+    assert_eq!(
+        after[..1],
+        before[..],
+        "{}: version 1 has the same checksum and is not applied again",
+        db.kind()
+    );
+    assert_eq!(
+        recorded(&after),
+        versions(&db),
+        "{}: later versions applied",
+        db.kind()
+    );
+    let bars = store
+        .bars(
+            &"AAPL".into(),
+            Resolution::Minutes(5),
+            ts("2025-10-15T00:00:00Z"),
+            ts("2025-10-16T00:00:00Z"),
+            10,
+        )
+        .await
+        .expect("read");
+    assert_eq!(bars, [a_bar()], "{}: the data is kept", db.kind());
+    store.close().await;
+    drop(conn);
+    db.drop_database().await;
+}
+
+/// Tables that exist without `_sqlx_migrations` (made by the seed system's
+/// own DDL, or by hand from the migration file) are adopted: the first
+/// migration's `IF NOT EXISTS` leaves them and their rows alone, and the
+/// database is recorded at version 1 from then on.
+async fn tables_made_without_the_migrator_are_adopted(db: TestDb) {
+    let mut conn = raw(&db).await;
+    run_script(&mut conn, seed_sql(&db)).await;
+    let store = Store::open(&db.config()).expect("open");
+    store.write(&[], &[a_bar()], &[]).await.expect("write");
+    store.migrate().await.expect("the tables are adopted");
+    assert_eq!(
+        recorded(&applied(&mut conn).await),
+        versions(&db),
+        "{}: recorded as migrated from then on",
+        db.kind()
+    );
+    assert_eq!(store.count("market_data").await.expect("count"), 1);
+    store.close().await;
+    drop(conn);
+    db.drop_database().await;
 }
 
 async fn schema_has_the_seed_tables(db: TestDb) {
