@@ -12,6 +12,7 @@
 
 pub mod auth;
 pub mod backoff;
+pub mod bars;
 pub mod bench;
 pub mod broker;
 pub mod calendar;

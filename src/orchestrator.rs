@@ -503,7 +503,7 @@ impl Orchestrator {
         let day = SignedDuration::from_hours(24);
         let from = now - day;
         let bars = match store
-            .bars(&self.symbol, Resolution::Minutes(5), from, now, 24 * 12 + 1)
+            .bars(&self.symbol, Resolution::M5, from, now, 24 * 12 + 1)
             .await
         {
             Ok(bars) => bars,

@@ -220,7 +220,7 @@ fn recorded(applied: &Applied) -> Vec<i64> {
 fn a_bar() -> BarRow {
     BarRow {
         symbol: "AAPL".into(),
-        resolution: Resolution::Minutes(5),
+        resolution: Resolution::M5,
         time: ts("2025-10-15T13:45:00Z"),
         open: 1.0,
         high: 3.0,
@@ -302,7 +302,7 @@ async fn a_database_of_the_earlier_migration_code_is_taken_over(db: TestDb) {
     let bars = store
         .bars(
             &"AAPL".into(),
-            Resolution::Minutes(5),
+            Resolution::M5,
             ts("2025-10-15T00:00:00Z"),
             ts("2025-10-16T00:00:00Z"),
             10,
@@ -408,7 +408,7 @@ async fn schema_has_the_seed_tables(db: TestDb) {
     // Unique keys: a bar is upserted, a tick written twice is stored once.
     let bar = |close: f64| BarRow {
         symbol: "AAPL".into(),
-        resolution: Resolution::Minutes(5),
+        resolution: Resolution::M5,
         time: ts("2025-10-15T13:45:00Z"),
         open: 1.0,
         high: 3.0,
@@ -430,7 +430,7 @@ async fn schema_has_the_seed_tables(db: TestDb) {
     let bars = store
         .bars(
             &"AAPL".into(),
-            Resolution::Minutes(5),
+            Resolution::M5,
             ts("2025-10-15T00:00:00Z"),
             ts("2025-10-16T00:00:00Z"),
             10,
@@ -541,7 +541,7 @@ async fn candles_aggregate_exactly(db: TestDb) {
     let hub = Arc::new(Hub::new(&Default::default(), Default::default()));
     let (reader, task) = self::writer(&db, limits(1000, 10_000)).await;
     let fresh = CandleBook::with_store(hub, reader.clone());
-    let minutes = stored(&fresh, &symbol, Resolution::Minutes(1)).await;
+    let minutes = stored(&fresh, &symbol, Resolution::M1).await;
     assert_eq!(
         minutes,
         [
@@ -554,7 +554,7 @@ async fn candles_aggregate_exactly(db: TestDb) {
         db.kind()
     );
     assert_eq!(
-        stored(&fresh, &symbol, Resolution::Minutes(5)).await,
+        stored(&fresh, &symbol, Resolution::M5).await,
         [
             bar("2025-10-15T13:40:00Z", 10.0, 12.0, 10.0, 11.0, 6),
             bar("2025-10-15T13:45:00Z", 11.5, 11.5, 9.25, 10.75, 15),
@@ -562,33 +562,30 @@ async fn candles_aggregate_exactly(db: TestDb) {
         ]
     );
     assert_eq!(
-        stored(&fresh, &symbol, Resolution::Minutes(15)).await,
+        stored(&fresh, &symbol, Resolution::M15).await,
         [
             bar("2025-10-15T13:30:00Z", 10.0, 12.0, 10.0, 11.0, 6),
             bar("2025-10-15T13:45:00Z", 11.5, 13.125, 9.25, 13.125, 22),
         ]
     );
     let whole = bar("2025-10-15T13:00:00Z", 10.0, 13.125, 9.25, 13.125, 28);
+    assert_eq!(stored(&fresh, &symbol, Resolution::H1).await, [whole]);
     assert_eq!(
-        stored(&fresh, &symbol, Resolution::Minutes(60)).await,
-        [whole]
-    );
-    assert_eq!(
-        stored(&fresh, &symbol, Resolution::Minutes(240)).await,
+        stored(&fresh, &symbol, Resolution::H4).await,
         [Bar {
             time: ts("2025-10-15T12:00:00Z").as_second(),
             ..whole
         }]
     );
     assert_eq!(
-        stored(&fresh, &symbol, Resolution::Day).await,
+        stored(&fresh, &symbol, Resolution::D1).await,
         [Bar {
             time: ts("2025-10-15T00:00:00Z").as_second(),
             ..whole
         }]
     );
     assert_eq!(
-        stored(&fresh, &symbol, Resolution::Week).await,
+        stored(&fresh, &symbol, Resolution::W1).await,
         [Bar {
             time: ts("2025-10-13T00:00:00Z").as_second(),
             ..whole
@@ -604,7 +601,7 @@ async fn candles_aggregate_exactly(db: TestDb) {
 /// Every stored bar of every resolution equals the aggregate of the stored
 /// 1-minute bars of its period, exactly.
 async fn assert_consistent(book: &CandleBook, symbol: &Symbol) {
-    let minutes: Vec<tickgate::event::Candle> = stored(book, symbol, Resolution::Minutes(1))
+    let minutes: Vec<tickgate::event::Candle> = stored(book, symbol, Resolution::M1)
         .await
         .into_iter()
         .map(|bar| tickgate::event::Candle {
@@ -667,7 +664,7 @@ async fn a_restart_continues_the_bars_in_progress(db: TestDb) {
         "the 13:46 candle continued, not started afresh"
     );
     assert_eq!(
-        book.open_bar(&symbol, Resolution::Minutes(60)),
+        book.open_bar(&symbol, Resolution::H1),
         Some(bar("2025-10-15T13:00:00Z", 10.0, 12.0, 8.5, 8.5, 31))
     );
     book.flush(ts("2025-10-15T13:47:00Z"), true);
@@ -746,7 +743,7 @@ async fn an_outage_buffers_within_the_bound_and_counts_drops(db: TestDb) {
 async fn weekly_bars(db: &TestDb) -> i64 {
     let store = Store::open(&db.config()).expect("open");
     let count = store
-        .count_bars(&"AAPL".into(), Resolution::Week)
+        .count_bars(&"AAPL".into(), Resolution::W1)
         .await
         .expect("count");
     store.close().await;

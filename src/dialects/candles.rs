@@ -227,7 +227,7 @@ async fn ws_stats(Data(gateway): Data<&Arc<Gateway>>) -> Json<serde_json::Value>
             minutes += gateway
                 .writer
                 .store()
-                .count_bars(&symbol, Resolution::Minutes(1))
+                .count_bars(&symbol, Resolution::M1)
                 .await
                 .unwrap_or(0);
         }

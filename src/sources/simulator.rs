@@ -124,14 +124,14 @@ pub fn synthetic_history(
     now: jiff::Timestamp,
 ) -> Vec<BarRow> {
     let bars = config.backfill_bars as i64;
-    let end = Resolution::Minutes(1).bucket(now.as_second());
+    let end = Resolution::M1.bucket(now.as_second());
     // Region starts, finest first: units of level k cover [starts[k], starts[k-1]).
     let mut starts = [0i64; 7];
     for (k, resolution) in Resolution::ALL.iter().enumerate() {
         let next = Resolution::ALL
             .get(k + 1)
             .copied()
-            .unwrap_or(Resolution::Week);
+            .unwrap_or(Resolution::W1);
         starts[k] = next.bucket(end - bars * resolution.seconds());
     }
     let mut rng = SmallRng::seed_from_u64(name_seed(
@@ -632,7 +632,7 @@ mod history_tests {
                     .all(|b| b.low <= b.open.min(b.close) && b.high >= b.open.max(b.close))
             );
         }
-        let minutes = of(Resolution::Minutes(1));
+        let minutes = of(Resolution::M1);
         let last = minutes.last().unwrap();
         assert_eq!(
             last.time.as_second(),

@@ -21,7 +21,7 @@ use sqlx::{
 };
 
 pub use self::writer::{Writer, WriterLimits, WriterStats};
-use crate::{config::StoreConfig, event::Symbol, market::candles::Resolution};
+use crate::{bars::Resolution, config::StoreConfig, event::Symbol};
 
 /// One row of `realtime_market_data`.
 #[derive(Clone, Debug, PartialEq)]

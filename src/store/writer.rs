@@ -24,7 +24,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use super::{BarRow, HealthRow, Store, TickRow};
-use crate::{backoff::Backoff, event::Symbol, market::candles::Resolution};
+use crate::{backoff::Backoff, bars::Resolution, event::Symbol};
 
 /// Pauses between retries of a failed batch: 100 ms doubling to 5 s,
 /// jittered (instances sharing one PostgreSQL do not retry in step).
