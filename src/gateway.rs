@@ -109,7 +109,11 @@ impl Gateway {
         );
         Ok(Arc::new(Self {
             connections: Arc::new(Semaphore::new(config.server.max_connections)),
-            candles: Arc::new(CandleBook::with_store(hub.clone(), writer.clone())),
+            candles: Arc::new(CandleBook::with_store(
+                hub.clone(),
+                writer.clone(),
+                clock.clone(),
+            )),
             writer,
             candle_rooms: Default::default(),
             market_streams: Default::default(),

@@ -6,6 +6,7 @@ use std::{sync::Arc, time::Duration};
 use serde_json::Value;
 use sqlx::{Connection, PgConnection, Row, SqliteConnection};
 use tickgate::{
+    clock::Clock,
     event::Symbol,
     hub::Hub,
     market::candles::{Bar, CandleBook, Resolution, aggregate},
@@ -529,7 +530,7 @@ async fn stored(book: &CandleBook, symbol: &Symbol, resolution: Resolution) -> V
 async fn candles_aggregate_exactly(db: TestDb) {
     let hub = Arc::new(Hub::new(&Default::default(), Default::default()));
     let (writer, task) = writer(&db, limits(1000, 10_000)).await;
-    let book = CandleBook::with_store(hub, writer.clone());
+    let book = CandleBook::with_store(hub, writer.clone(), Clock::system());
     let symbol: Symbol = "AGG".into();
     for (time, price, size) in TICKS {
         book.on_tick(&symbol, ts(time), price, size);
@@ -540,7 +541,7 @@ async fn candles_aggregate_exactly(db: TestDb) {
     // Read back through a book with nothing in memory: only the store.
     let hub = Arc::new(Hub::new(&Default::default(), Default::default()));
     let (reader, task) = self::writer(&db, limits(1000, 10_000)).await;
-    let fresh = CandleBook::with_store(hub, reader.clone());
+    let fresh = CandleBook::with_store(hub, reader.clone(), Clock::system());
     let minutes = stored(&fresh, &symbol, Resolution::M1).await;
     assert_eq!(
         minutes,
@@ -629,7 +630,7 @@ async fn a_restart_continues_the_bars_in_progress(db: TestDb) {
     {
         let hub = Arc::new(Hub::new(&Default::default(), Default::default()));
         let (writer, task) = writer(&db, limits(1000, 10_000)).await;
-        let book = CandleBook::with_store(hub, writer.clone());
+        let book = CandleBook::with_store(hub, writer.clone(), Clock::system());
         for (time, price, size) in &TICKS[..6] {
             book.on_tick(&symbol, ts(time), *price, *size);
         }
@@ -639,7 +640,7 @@ async fn a_restart_continues_the_bars_in_progress(db: TestDb) {
     }
     let hub = Arc::new(Hub::new(&Default::default(), Default::default()));
     let (writer, task) = writer(&db, limits(1000, 10_000)).await;
-    let book = CandleBook::with_store(hub, writer.clone());
+    let book = CandleBook::with_store(hub, writer.clone(), Clock::system());
     let restored = book
         .restore(ts("2025-10-15T13:46:40Z"))
         .await
@@ -674,6 +675,7 @@ async fn a_restart_continues_the_bars_in_progress(db: TestDb) {
     let fresh = CandleBook::with_store(
         Arc::new(Hub::new(&Default::default(), Default::default())),
         reader.clone(),
+        Clock::system(),
     );
     assert_consistent(&fresh, &symbol).await;
     finish(&reader, task).await;

@@ -20,6 +20,7 @@ use std::{collections::HashMap, sync::Arc};
 use parking_lot::Mutex;
 
 use crate::{
+    clock::Clock,
     event::{Candle, Event, Payload, Symbol, Topic},
     hub::Hub,
     spec::messages::Channel,
@@ -35,6 +36,8 @@ pub use crate::bars::{BadResolution, Bar, Resolution};
 pub struct CandleBook {
     hub: Arc<Hub>,
     writer: Option<Arc<Writer>>,
+    /// The gateway's clock: the time bars open and close at.
+    clock: Clock,
     symbols: Mutex<HashMap<Symbol, SymbolCandles>>,
 }
 
@@ -109,22 +112,34 @@ impl Bar {
 }
 
 impl CandleBook {
-    /// A book that keeps bars in memory only (no store).
-    pub fn new(hub: Arc<Hub>) -> Self {
+    /// A book that keeps bars in memory only (no store). Its timer
+    /// (`market::run_candle_timer`) closes bars by `clock`.
+    pub fn new(hub: Arc<Hub>, clock: Clock) -> Self {
         Self {
             hub,
             writer: None,
+            clock,
             symbols: Mutex::new(HashMap::new()),
         }
     }
 
     /// A book that writes its bars through `writer` and reads history from
     /// its store.
-    pub fn with_store(hub: Arc<Hub>, writer: Arc<Writer>) -> Self {
+    pub fn with_store(hub: Arc<Hub>, writer: Arc<Writer>, clock: Clock) -> Self {
         Self {
             writer: Some(writer),
-            ..Self::new(hub)
+            ..Self::new(hub, clock)
         }
+    }
+
+    /// The clock the book keeps time by (the gateway's).
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// The current instant by the book's clock.
+    pub fn now(&self) -> jiff::Timestamp {
+        self.clock.now()
     }
 
     /// Folds a tick into the symbol's bars of every resolution, closing
@@ -462,7 +477,7 @@ mod tests {
     #[test]
     fn ticks_build_and_close_candles() {
         let hub = Arc::new(Hub::new(&Default::default(), Default::default()));
-        let book = CandleBook::new(hub);
+        let book = CandleBook::new(hub, Clock::system());
         let aapl: Symbol = "AAPL".into();
         book.on_tick(&aapl, ts("2025-10-15T13:44:05Z"), 10.0, 1);
         book.on_tick(&aapl, ts("2025-10-15T13:44:30Z"), 12.0, 2);

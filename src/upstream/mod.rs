@@ -206,6 +206,17 @@ pub fn spawn(
     Ok(true)
 }
 
+/// The key pool's time: real time, not the gateway's clock. The pool keeps
+/// the provider's limits (the spacing between uses of a key, cool-downs,
+/// the daily credit reset at UTC midnight), which run on the provider's real
+/// time; a pinned or frozen gateway clock must neither stall nor skip them.
+/// Everything else here that reads the time of day (the last message, the
+/// stamp of a price the provider sent without one) reads the gateway's clock
+/// through `Ingest::now`.
+fn pool_time() -> Timestamp {
+    Timestamp::now()
+}
+
 /// Why collecting stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Stop {
@@ -449,7 +460,7 @@ impl Runner {
     async fn lease(&mut self) -> Result<Lease, Stop> {
         let mut warned = false;
         loop {
-            let now = Timestamp::now();
+            let now = pool_time();
             let until = match self.pool.acquire(now) {
                 Ok(lease) => return Ok(lease),
                 Err(Wait { until }) => until,
@@ -504,7 +515,7 @@ impl Runner {
                 .stops
                 .run(self.rest.quote(&provider, &lease.key))
                 .await?;
-            let now = Timestamp::now();
+            let now = self.ingest.now();
             match answer {
                 Ok(answer) => {
                     self.pool.report(
@@ -512,7 +523,7 @@ impl Runner {
                         Outcome::Ok {
                             remaining_credits: answer.remaining_credits,
                         },
-                        now,
+                        pool_time(),
                     );
                     self.status.set_connected(true);
                     self.status.message(now);
@@ -534,7 +545,7 @@ impl Runner {
                         "twelvedata quote failed"
                     );
                     match error.outcome() {
-                        Some(outcome) => self.pool.report(lease.index, outcome, now),
+                        Some(outcome) => self.pool.report(lease.index, outcome, pool_time()),
                         None => {
                             if matches!(error, UpstreamError::Transport(_)) {
                                 self.status.set_connected(false);
@@ -598,7 +609,7 @@ impl Runner {
                     Outcome::Disconnected
                 }
             };
-            self.pool.report(lease.index, outcome, Timestamp::now());
+            self.pool.report(lease.index, outcome, pool_time());
             if end.delivered {
                 backoff.reset();
             }
@@ -663,7 +674,7 @@ impl Runner {
                 Some(Ok(Message::Text(text))) => text,
                 Some(Ok(_)) => continue,
             };
-            let now = Timestamp::now();
+            let now = self.ingest.now();
             match twelvedata::decode_stream(&text) {
                 Ok(StreamMessage::Price(event)) => {
                     self.status.message(now);
@@ -683,7 +694,7 @@ impl Runner {
                         Outcome::Ok {
                             remaining_credits: None,
                         },
-                        now,
+                        pool_time(),
                     );
                     if fails.is_empty() {
                         tracing::info!(symbols = ?success, "twelvedata subscribed");
