@@ -57,8 +57,8 @@ pub struct Gateway {
 
 impl Gateway {
     /// # Errors
-    /// An auth configuration that cannot be used (unreadable key), or a
-    /// store that cannot be opened.
+    /// An auth configuration that cannot be used (unreadable key), a store
+    /// that cannot be opened, or a client-frame schema that does not compile.
     pub fn new(config: Config) -> Result<Arc<Self>, GatewayError> {
         Self::with_env(config, Vec::new())
     }
@@ -71,6 +71,7 @@ impl Gateway {
     pub fn with_env(config: Config, env: Vec<(String, String)>) -> Result<Arc<Self>, GatewayError> {
         // Install the Prometheus recorder before anything records.
         crate::metrics::prometheus();
+        crate::protocol::v1::check_schemas()?;
         let stats = Arc::new(Stats::default());
         let hub = Arc::new(Hub::new(&config.channels, stats.clone()));
         let auth = Authenticator::from_config(&config.auth)?;
@@ -149,6 +150,8 @@ pub enum GatewayError {
     Clock(#[from] crate::clock::ClockError),
     #[error(transparent)]
     Calendar(#[from] crate::calendar::CalendarError),
+    #[error(transparent)]
+    Schema(#[from] crate::protocol::v1::SchemaError),
 }
 
 impl Gateway {
