@@ -26,6 +26,8 @@ const COMPONENT_PREFIX: &str = "#/components/schemas/";
 fn main() -> Result<()> {
     println!("cargo:rerun-if-changed={SPEC}");
     println!("cargo:rerun-if-changed=build.rs");
+    // `sqlx::migrate!` embeds these folders; a new file must rebuild it.
+    println!("cargo:rerun-if-changed=migrations");
     let out_dir = PathBuf::from(env::var("OUT_DIR").context("OUT_DIR is not set")?);
 
     let text = fs::read_to_string(SPEC).with_context(|| format!("reading {SPEC}"))?;

@@ -51,8 +51,8 @@ pub struct Gateway {
 
 impl Gateway {
     /// # Errors
-    /// An auth configuration that cannot be used (unreadable key), or a
-    /// store that cannot be opened.
+    /// An auth configuration that cannot be used (unreadable key), a store
+    /// that cannot be opened, or a client-frame schema that does not compile.
     pub fn new(config: Config) -> Result<Arc<Self>, GatewayError> {
         Self::with_env(config, Vec::new())
     }
@@ -65,6 +65,7 @@ impl Gateway {
     pub fn with_env(config: Config, env: Vec<(String, String)>) -> Result<Arc<Self>, GatewayError> {
         // Install the Prometheus recorder before anything records.
         crate::metrics::prometheus();
+        crate::protocol::v1::check_schemas()?;
         let stats = Arc::new(Stats::default());
         let hub = Arc::new(Hub::new(&config.channels, stats.clone()));
         let auth = Authenticator::from_config(&config.auth)?;
@@ -103,7 +104,11 @@ impl Gateway {
         );
         Ok(Arc::new(Self {
             connections: Arc::new(Semaphore::new(config.server.max_connections)),
-            candles: Arc::new(CandleBook::with_store(hub.clone(), writer.clone())),
+            candles: Arc::new(CandleBook::with_store(
+                hub.clone(),
+                writer.clone(),
+                clock.clone(),
+            )),
             writer,
             clock,
             calendar,
@@ -136,6 +141,8 @@ pub enum GatewayError {
     Clock(#[from] crate::clock::ClockError),
     #[error(transparent)]
     Calendar(#[from] crate::calendar::CalendarError),
+    #[error(transparent)]
+    Schema(#[from] crate::protocol::v1::SchemaError),
 }
 
 impl Gateway {

@@ -11,6 +11,8 @@
 //! See ARCHITECTURE.md for the map.
 
 pub mod auth;
+pub mod backoff;
+pub mod bars;
 pub mod bench;
 pub mod broker;
 pub mod calendar;

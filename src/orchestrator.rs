@@ -29,6 +29,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    backoff::Backoff,
     calendar::{Calendar, Schedule},
     clock::Clock,
     config::OrchestratorConfig,
@@ -155,7 +156,9 @@ struct Inner {
     forced: Option<ForceStart>,
     started_at: Option<Timestamp>,
     error: Option<String>,
-    error_attempts: u32,
+    /// The pause before leaving ERROR: grows while failures repeat, starts
+    /// over once collecting works again.
+    backoff: Backoff,
     /// Real time (backoffs are durations, not market time).
     retry_at: Option<std::time::Instant>,
 }
@@ -193,7 +196,7 @@ impl Orchestrator {
                 forced: None,
                 started_at: None,
                 error: None,
-                error_attempts: 0,
+                backoff: error_backoff(&config),
                 retry_at: None,
             }),
             config,
@@ -341,11 +344,8 @@ impl Orchestrator {
         let now = self.clock.now();
         let mut inner = self.inner.lock();
         inner.error = Some(error.into());
-        inner.error_attempts += 1;
-        let [first, max] = self.config.error_backoff_ms;
-        let shift = inner.error_attempts.saturating_sub(1).min(16);
-        let backoff = first.saturating_mul(1 << shift).min(max);
-        inner.retry_at = Some(std::time::Instant::now() + Duration::from_millis(backoff));
+        let pause = inner.backoff.next_delay();
+        inner.retry_at = Some(std::time::Instant::now() + pause);
         self.enter(&mut inner, State::Error, now);
         drop(inner);
         self.wake.notify_one();
@@ -470,7 +470,7 @@ impl Orchestrator {
         if upstream.connected() {
             *since = None;
             // Collecting again: the next failure starts the backoff over.
-            self.inner.lock().error_attempts = 0;
+            self.inner.lock().backoff.reset();
             return None;
         }
         let down = *since.get_or_insert_with(std::time::Instant::now);
@@ -519,7 +519,7 @@ impl Orchestrator {
         let day = SignedDuration::from_hours(24);
         let from = now - day;
         let bars = match store
-            .bars(&self.symbol, Resolution::Minutes(5), from, now, 24 * 12 + 1)
+            .bars(&self.symbol, Resolution::M5, from, now, 24 * 12 + 1)
             .await
         {
             Ok(bars) => bars,
@@ -565,6 +565,13 @@ impl Orchestrator {
 
 /// The L0 ready signal: `Some(timestamp)` when the file holds JSON with
 /// `ready: true` (its `timestamp`, if it has a valid one), None otherwise.
+/// `orchestrator.error_backoff_ms`: the first and the longest pause, without
+/// jitter (one state machine per process; the documented pauses are exact).
+fn error_backoff(config: &OrchestratorConfig) -> Backoff {
+    let [first, cap] = config.error_backoff_ms;
+    Backoff::without_jitter(Duration::from_millis(first), Duration::from_millis(cap))
+}
+
 fn read_signal(path: &Path) -> Option<Option<Timestamp>> {
     let text = std::fs::read_to_string(path).ok()?;
     let value: serde_json::Value = match serde_json::from_str(&text) {

@@ -277,7 +277,7 @@ async fn prepare_store(gateway: &Gateway) -> Result<(), ServerError> {
         tracing::error!(%error, kind = store.kind(), "the store is unavailable at start: no backfill and no restored candles; writes are buffered and retried");
         return Ok(());
     }
-    let now = jiff::Timestamp::now();
+    let now = gateway.clock.now();
     let config = &gateway.config;
     if config.simulator.enabled {
         // The synthetic history ends at the gateway's clock, so a pinned

@@ -6,6 +6,7 @@ use std::{sync::Arc, time::Duration};
 use serde_json::Value;
 use sqlx::{Connection, PgConnection, Row, SqliteConnection};
 use tickgate::{
+    clock::Clock,
     event::Symbol,
     hub::Hub,
     market::candles::{Bar, CandleBook, Resolution, aggregate},
@@ -36,6 +37,9 @@ macro_rules! on_both {
 
 on_both!(
     schema_has_the_seed_tables,
+    a_fresh_database_migrates_and_migrating_again_is_a_no_op,
+    a_database_of_the_earlier_migration_code_is_taken_over,
+    tables_made_without_the_migrator_are_adopted,
     ticks_are_written_in_bounded_batches,
     candles_aggregate_exactly,
     a_restart_continues_the_bars_in_progress,
@@ -123,6 +127,217 @@ fn tick(symbol: &str, time: jiff::Timestamp, last: f64) -> TickRow {
     }
 }
 
+/// One raw connection to the test database (SQLite: created if missing).
+enum Raw {
+    Sqlite(SqliteConnection),
+    Postgres(PgConnection),
+}
+
+async fn raw(db: &TestDb) -> Raw {
+    match db {
+        TestDb::Sqlite { dir } => Raw::Sqlite(
+            SqliteConnection::connect_with(
+                &sqlx::sqlite::SqliteConnectOptions::new()
+                    .filename(dir.join("tickgate.db"))
+                    .create_if_missing(true),
+            )
+            .await
+            .expect("open SQLite"),
+        ),
+        TestDb::Postgres { .. } => Raw::Postgres(
+            PgConnection::connect(db.config().url.as_deref().expect("url"))
+                .await
+                .expect("connect"),
+        ),
+    }
+}
+
+/// What `_sqlx_migrations` records: `(version, checksum, installed_on)`.
+type Applied = Vec<(i64, Vec<u8>, String)>;
+
+const APPLIED: &str = "SELECT version, checksum, CAST(installed_on AS TEXT) \
+                       FROM _sqlx_migrations ORDER BY version";
+
+async fn applied(raw: &mut Raw) -> Applied {
+    match raw {
+        Raw::Sqlite(conn) => sqlx::query(APPLIED)
+            .fetch_all(&mut *conn)
+            .await
+            .expect("read _sqlx_migrations")
+            .iter()
+            .map(|row| (row.get(0), row.get(1), row.get(2)))
+            .collect(),
+        Raw::Postgres(conn) => sqlx::query(APPLIED)
+            .fetch_all(&mut *conn)
+            .await
+            .expect("read _sqlx_migrations")
+            .iter()
+            .map(|row| (row.get(0), row.get(1), row.get(2)))
+            .collect(),
+    }
+}
+
+/// Runs a script of several statements on the raw connection.
+async fn run_script(raw: &mut Raw, sql: &'static str) {
+    match raw {
+        Raw::Sqlite(conn) => sqlx::raw_sql(sql).execute(&mut *conn).await.map(drop),
+        Raw::Postgres(conn) => sqlx::raw_sql(sql).execute(&mut *conn).await.map(drop),
+    }
+    .expect("run the script");
+}
+
+/// The seed tables' DDL of the test database's backend.
+fn seed_sql(db: &TestDb) -> &'static str {
+    match db {
+        TestDb::Sqlite { .. } => include_str!("../migrations/sqlite/0001_seed_tables.sql"),
+        TestDb::Postgres { .. } => include_str!("../migrations/postgres/0001_seed_tables.sql"),
+    }
+}
+
+/// The versions in the backend's migration folder, in order: what a
+/// migrated database must record.
+fn versions(db: &TestDb) -> Vec<i64> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join(db.kind());
+    let mut versions: Vec<i64> = std::fs::read_dir(&dir)
+        .expect("the migration folder")
+        .filter_map(|entry| {
+            let name = entry.ok()?.file_name().into_string().ok()?;
+            let (version, rest) = name.split_once('_')?;
+            rest.ends_with(".sql").then(|| version.parse().ok())?
+        })
+        .collect();
+    versions.sort_unstable();
+    assert!(!versions.is_empty(), "migrations in {}", dir.display());
+    versions
+}
+
+fn recorded(applied: &Applied) -> Vec<i64> {
+    applied.iter().map(|(version, _, _)| *version).collect()
+}
+
+/// One bar of AAPL written and read back through the store.
+fn a_bar() -> BarRow {
+    BarRow {
+        symbol: "AAPL".into(),
+        resolution: Resolution::M5,
+        time: ts("2025-10-15T13:45:00Z"),
+        open: 1.0,
+        high: 3.0,
+        low: 0.5,
+        close: 2.0,
+        volume: 7,
+    }
+}
+
+async fn a_fresh_database_migrates_and_migrating_again_is_a_no_op(db: TestDb) {
+    let store = Store::open(&db.config()).expect("open");
+    store.migrate().await.expect("a fresh database migrates");
+    let mut conn = raw(&db).await;
+    let first = applied(&mut conn).await;
+    assert_eq!(
+        recorded(&first),
+        versions(&db),
+        "{}: every migration applied once",
+        db.kind()
+    );
+    store.write(&[], &[a_bar()], &[]).await.expect("write");
+    store.migrate().await.expect("migrating again");
+    store.migrate().await.expect("and again");
+    assert_eq!(
+        applied(&mut conn).await,
+        first,
+        "{}: nothing re-applied, nothing recorded anew",
+        db.kind()
+    );
+    assert_eq!(store.count("market_data").await.expect("count"), 1);
+    store.close().await;
+    drop(conn);
+    db.drop_database().await;
+}
+
+/// Until the migration folders were embedded with `sqlx::migrate!`, the
+/// store built its migrator by hand from the same file: version 1, "seed
+/// tables", sqlx's checksum of the file. A database it made must be taken
+/// over as it stands: nothing applied again, nothing refused.
+async fn a_database_of_the_earlier_migration_code_is_taken_over(db: TestDb) {
+    let earlier = sqlx::migrate::Migrator::with_migrations(vec![sqlx::migrate::Migration::new(
+        1,
+        "seed tables".into(),
+        sqlx::migrate::MigrationType::Simple,
+        sqlx::SqlSafeStr::into_sql_str(seed_sql(&db)),
+        false,
+    )]);
+    let mut conn = raw(&db).await;
+    match &mut conn {
+        Raw::Sqlite(c) => earlier.run(&mut *c).await,
+        Raw::Postgres(c) => earlier.run(&mut *c).await,
+    }
+    .expect("the earlier code's migration");
+    let before = applied(&mut conn).await;
+    assert_eq!(recorded(&before), [1]);
+
+    let store = Store::open(&db.config()).expect("open");
+    store
+        .write(&[], &[a_bar()], &[])
+        .await
+        .expect("the earlier tables take writes");
+    store
+        .migrate()
+        .await
+        .expect("the embedded migrations accept the earlier database");
+    let after = applied(&mut conn).await;
+    assert_eq!(
+        after[..1],
+        before[..],
+        "{}: version 1 has the same checksum and is not applied again",
+        db.kind()
+    );
+    assert_eq!(
+        recorded(&after),
+        versions(&db),
+        "{}: later versions applied",
+        db.kind()
+    );
+    let bars = store
+        .bars(
+            &"AAPL".into(),
+            Resolution::M5,
+            ts("2025-10-15T00:00:00Z"),
+            ts("2025-10-16T00:00:00Z"),
+            10,
+        )
+        .await
+        .expect("read");
+    assert_eq!(bars, [a_bar()], "{}: the data is kept", db.kind());
+    store.close().await;
+    drop(conn);
+    db.drop_database().await;
+}
+
+/// Tables that exist without `_sqlx_migrations` (made by the seed system's
+/// own DDL, or by hand from the migration file) are adopted: the first
+/// migration's `IF NOT EXISTS` leaves them and their rows alone, and the
+/// database is recorded at version 1 from then on.
+async fn tables_made_without_the_migrator_are_adopted(db: TestDb) {
+    let mut conn = raw(&db).await;
+    run_script(&mut conn, seed_sql(&db)).await;
+    let store = Store::open(&db.config()).expect("open");
+    store.write(&[], &[a_bar()], &[]).await.expect("write");
+    store.migrate().await.expect("the tables are adopted");
+    assert_eq!(
+        recorded(&applied(&mut conn).await),
+        versions(&db),
+        "{}: recorded as migrated from then on",
+        db.kind()
+    );
+    assert_eq!(store.count("market_data").await.expect("count"), 1);
+    store.close().await;
+    drop(conn);
+    db.drop_database().await;
+}
+
 async fn schema_has_the_seed_tables(db: TestDb) {
     let store = Store::open(&db.config()).expect("open");
     store.migrate().await.expect("first migration");
@@ -194,7 +409,7 @@ async fn schema_has_the_seed_tables(db: TestDb) {
     // Unique keys: a bar is upserted, a tick written twice is stored once.
     let bar = |close: f64| BarRow {
         symbol: "AAPL".into(),
-        resolution: Resolution::Minutes(5),
+        resolution: Resolution::M5,
         time: ts("2025-10-15T13:45:00Z"),
         open: 1.0,
         high: 3.0,
@@ -216,7 +431,7 @@ async fn schema_has_the_seed_tables(db: TestDb) {
     let bars = store
         .bars(
             &"AAPL".into(),
-            Resolution::Minutes(5),
+            Resolution::M5,
             ts("2025-10-15T00:00:00Z"),
             ts("2025-10-16T00:00:00Z"),
             10,
@@ -315,7 +530,7 @@ async fn stored(book: &CandleBook, symbol: &Symbol, resolution: Resolution) -> V
 async fn candles_aggregate_exactly(db: TestDb) {
     let hub = Arc::new(Hub::new(&Default::default(), Default::default()));
     let (writer, task) = writer(&db, limits(1000, 10_000)).await;
-    let book = CandleBook::with_store(hub, writer.clone());
+    let book = CandleBook::with_store(hub, writer.clone(), Clock::system());
     let symbol: Symbol = "AGG".into();
     for (time, price, size) in TICKS {
         book.on_tick(&symbol, ts(time), price, size);
@@ -326,8 +541,8 @@ async fn candles_aggregate_exactly(db: TestDb) {
     // Read back through a book with nothing in memory: only the store.
     let hub = Arc::new(Hub::new(&Default::default(), Default::default()));
     let (reader, task) = self::writer(&db, limits(1000, 10_000)).await;
-    let fresh = CandleBook::with_store(hub, reader.clone());
-    let minutes = stored(&fresh, &symbol, Resolution::Minutes(1)).await;
+    let fresh = CandleBook::with_store(hub, reader.clone(), Clock::system());
+    let minutes = stored(&fresh, &symbol, Resolution::M1).await;
     assert_eq!(
         minutes,
         [
@@ -340,7 +555,7 @@ async fn candles_aggregate_exactly(db: TestDb) {
         db.kind()
     );
     assert_eq!(
-        stored(&fresh, &symbol, Resolution::Minutes(5)).await,
+        stored(&fresh, &symbol, Resolution::M5).await,
         [
             bar("2025-10-15T13:40:00Z", 10.0, 12.0, 10.0, 11.0, 6),
             bar("2025-10-15T13:45:00Z", 11.5, 11.5, 9.25, 10.75, 15),
@@ -348,33 +563,30 @@ async fn candles_aggregate_exactly(db: TestDb) {
         ]
     );
     assert_eq!(
-        stored(&fresh, &symbol, Resolution::Minutes(15)).await,
+        stored(&fresh, &symbol, Resolution::M15).await,
         [
             bar("2025-10-15T13:30:00Z", 10.0, 12.0, 10.0, 11.0, 6),
             bar("2025-10-15T13:45:00Z", 11.5, 13.125, 9.25, 13.125, 22),
         ]
     );
     let whole = bar("2025-10-15T13:00:00Z", 10.0, 13.125, 9.25, 13.125, 28);
+    assert_eq!(stored(&fresh, &symbol, Resolution::H1).await, [whole]);
     assert_eq!(
-        stored(&fresh, &symbol, Resolution::Minutes(60)).await,
-        [whole]
-    );
-    assert_eq!(
-        stored(&fresh, &symbol, Resolution::Minutes(240)).await,
+        stored(&fresh, &symbol, Resolution::H4).await,
         [Bar {
             time: ts("2025-10-15T12:00:00Z").as_second(),
             ..whole
         }]
     );
     assert_eq!(
-        stored(&fresh, &symbol, Resolution::Day).await,
+        stored(&fresh, &symbol, Resolution::D1).await,
         [Bar {
             time: ts("2025-10-15T00:00:00Z").as_second(),
             ..whole
         }]
     );
     assert_eq!(
-        stored(&fresh, &symbol, Resolution::Week).await,
+        stored(&fresh, &symbol, Resolution::W1).await,
         [Bar {
             time: ts("2025-10-13T00:00:00Z").as_second(),
             ..whole
@@ -390,7 +602,7 @@ async fn candles_aggregate_exactly(db: TestDb) {
 /// Every stored bar of every resolution equals the aggregate of the stored
 /// 1-minute bars of its period, exactly.
 async fn assert_consistent(book: &CandleBook, symbol: &Symbol) {
-    let minutes: Vec<tickgate::event::Candle> = stored(book, symbol, Resolution::Minutes(1))
+    let minutes: Vec<tickgate::event::Candle> = stored(book, symbol, Resolution::M1)
         .await
         .into_iter()
         .map(|bar| tickgate::event::Candle {
@@ -418,7 +630,7 @@ async fn a_restart_continues_the_bars_in_progress(db: TestDb) {
     {
         let hub = Arc::new(Hub::new(&Default::default(), Default::default()));
         let (writer, task) = writer(&db, limits(1000, 10_000)).await;
-        let book = CandleBook::with_store(hub, writer.clone());
+        let book = CandleBook::with_store(hub, writer.clone(), Clock::system());
         for (time, price, size) in &TICKS[..6] {
             book.on_tick(&symbol, ts(time), *price, *size);
         }
@@ -428,7 +640,7 @@ async fn a_restart_continues_the_bars_in_progress(db: TestDb) {
     }
     let hub = Arc::new(Hub::new(&Default::default(), Default::default()));
     let (writer, task) = writer(&db, limits(1000, 10_000)).await;
-    let book = CandleBook::with_store(hub, writer.clone());
+    let book = CandleBook::with_store(hub, writer.clone(), Clock::system());
     let restored = book
         .restore(ts("2025-10-15T13:46:40Z"))
         .await
@@ -453,7 +665,7 @@ async fn a_restart_continues_the_bars_in_progress(db: TestDb) {
         "the 13:46 candle continued, not started afresh"
     );
     assert_eq!(
-        book.open_bar(&symbol, Resolution::Minutes(60)),
+        book.open_bar(&symbol, Resolution::H1),
         Some(bar("2025-10-15T13:00:00Z", 10.0, 12.0, 8.5, 8.5, 31))
     );
     book.flush(ts("2025-10-15T13:47:00Z"), true);
@@ -463,6 +675,7 @@ async fn a_restart_continues_the_bars_in_progress(db: TestDb) {
     let fresh = CandleBook::with_store(
         Arc::new(Hub::new(&Default::default(), Default::default())),
         reader.clone(),
+        Clock::system(),
     );
     assert_consistent(&fresh, &symbol).await;
     finish(&reader, task).await;
@@ -532,7 +745,7 @@ async fn an_outage_buffers_within_the_bound_and_counts_drops(db: TestDb) {
 async fn weekly_bars(db: &TestDb) -> i64 {
     let store = Store::open(&db.config()).expect("open");
     let count = store
-        .count_bars(&"AAPL".into(), Resolution::Week)
+        .count_bars(&"AAPL".into(), Resolution::W1)
         .await
         .expect("count");
     store.close().await;

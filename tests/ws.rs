@@ -408,7 +408,7 @@ async fn request_ids_are_echoed_as_sent() {
 }
 
 /// Prices of AAPL's first ticks with the default configuration and seed 42,
-/// as the README's integrator recipe documents them.
+/// as the integrator recipe (docs/integrators.md) documents them.
 const SEED_42_AAPL: [(u64, f64); 5] = [
     (1, 149.75),
     (2, 149.73),

@@ -34,6 +34,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    backoff::Backoff,
     config::RedisConfig,
     event::{Book, Event, Symbol},
     sources::{Ingest, Relay},
@@ -53,6 +54,11 @@ pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
 /// How often the latest-quote cache is written.
 const LATEST_EVERY: Duration = Duration::from_millis(250);
+
+/// Pauses between reconnects to Redis: 100 ms doubling to 5 s, jittered.
+fn reconnect_backoff() -> Backoff {
+    Backoff::new(Duration::from_millis(100), Duration::from_secs(5))
+}
 
 /// The names of the Redis channels and keys, with the configured prefix.
 #[derive(Clone, Debug)]
@@ -340,7 +346,7 @@ impl Broker {
         mut rx: mpsc::Receiver<(String, String)>,
         shutdown: CancellationToken,
     ) {
-        let mut backoff = Backoff::default();
+        let mut backoff = reconnect_backoff();
         let mut batch: Vec<(String, String)> = Vec::with_capacity(BATCH);
         loop {
             let mut conn = tokio::select! {
@@ -353,7 +359,7 @@ impl Broker {
                         self.drop_queued(&mut rx);
                         tokio::select! {
                             () = shutdown.cancelled() => return,
-                            () = tokio::time::sleep(backoff.next()) => continue,
+                            () = tokio::time::sleep(backoff.next_delay()) => continue,
                         }
                     }
                 },
@@ -423,7 +429,7 @@ impl Broker {
     /// Subscribes to every channel and feeds what arrives to the core,
     /// resubscribing with backoff after a loss.
     async fn subscribe_loop(self: Arc<Self>, ingest: Ingest, shutdown: CancellationToken) {
-        let mut backoff = Backoff::default();
+        let mut backoff = reconnect_backoff();
         let mut was_up = false;
         loop {
             let subscribed = tokio::select! {
@@ -468,7 +474,7 @@ impl Broker {
             }
             tokio::select! {
                 () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(backoff.next()) => {}
+                () = tokio::time::sleep(backoff.next_delay()) => {}
             }
         }
     }
@@ -737,30 +743,4 @@ async fn owner(
         redis::ErrorKind::Client,
         "no cluster node owns the channel's slot",
     )))
-}
-
-/// Exponential backoff with jitter, 100 ms to 5 s.
-struct Backoff {
-    next: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Self {
-            next: Duration::from_millis(100),
-        }
-    }
-}
-
-impl Backoff {
-    fn next(&mut self) -> Duration {
-        let wait = self.next;
-        self.next = (self.next * 2).min(Duration::from_secs(5));
-        let jitter = rand::rng().random_range(0..=wait.as_millis() as u64 / 4);
-        wait + Duration::from_millis(jitter)
-    }
-
-    fn reset(&mut self) {
-        self.next = Duration::from_millis(100);
-    }
 }

@@ -2,7 +2,7 @@
 //! environment variables, then command-line flags (applied by `main`).
 //!
 //! Every limit the gateway enforces lives here with its default, so the
-//! README's configuration table and `GET /api/v1/ws/config` read from one place.
+//! configuration table of docs/configuration.md and `GET /api/v1/ws/config` read from one place.
 //!
 //! This module is plain data: it imports nothing of the runtime (only the
 //! generated `Channel`). `validate` checks what the data alone can tell:

@@ -275,7 +275,7 @@ async fn ws_stats(
             minutes += gateway
                 .writer
                 .store()
-                .count_bars(&symbol, Resolution::Minutes(1))
+                .count_bars(&symbol, Resolution::M1)
                 .await
                 .unwrap_or(0);
         }

@@ -314,7 +314,7 @@ impl EnhancedApi {
         let now_s = jiff::Timestamp::now().as_second();
         match gateway
             .candles
-            .history(&symbol, Resolution::Minutes(1), 0, now_s + 60, 1)
+            .history(&symbol, Resolution::M1, 0, now_s + 60, 1)
             .await
             .ok()
             .and_then(|bars| bars.last().copied())

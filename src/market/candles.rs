@@ -15,11 +15,12 @@
 //! `candle_publish_ms` while in progress, and once more with `closed: true`
 //! when its minute ends (by the first later tick, or by the timer).
 
-use std::{collections::HashMap, str::FromStr, sync::Arc};
+use std::{collections::HashMap, sync::Arc};
 
 use parking_lot::Mutex;
 
 use crate::{
+    clock::Clock,
     event::{Candle, Event, Payload, Symbol, Topic},
     hub::Hub,
     spec::messages::Channel,
@@ -29,106 +30,14 @@ use crate::{
 /// Most bars one history request returns.
 pub const MAX_BARS: usize = 5000;
 
-const MINUTE: i64 = 60;
-const DAY: i64 = 86_400;
-/// 1970-01-01 was a Thursday; weeks start on Monday 00:00 UTC.
-const MONDAY_OFFSET: i64 = 4 * DAY;
-
-/// A bar resolution of the datafeed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Resolution {
-    Minutes(i64),
-    Day,
-    Week,
-}
-
-impl Resolution {
-    /// The resolutions the datafeed supports, as UDF names them.
-    pub const SUPPORTED: [&'static str; 7] = ["1", "5", "15", "60", "240", "1D", "1W"];
-
-    /// Every resolution, finest first.
-    pub const ALL: [Resolution; 7] = [
-        Resolution::Minutes(1),
-        Resolution::Minutes(5),
-        Resolution::Minutes(15),
-        Resolution::Minutes(60),
-        Resolution::Minutes(240),
-        Resolution::Day,
-        Resolution::Week,
-    ];
-
-    /// The name in the store's `timeframe` column and in the candles
-    /// dialect: `1m`, `5m`, `15m`, `1h`, `4h`, `1D`, `1W`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Resolution::Minutes(1) => "1m",
-            Resolution::Minutes(5) => "5m",
-            Resolution::Minutes(15) => "15m",
-            Resolution::Minutes(60) => "1h",
-            Resolution::Minutes(240) => "4h",
-            Resolution::Day => "1D",
-            Resolution::Week => "1W",
-            Resolution::Minutes(_) => "?",
-        }
-    }
-
-    /// Start (unix seconds) of the bar that contains `time`.
-    pub fn bucket(self, time: i64) -> i64 {
-        match self {
-            Resolution::Minutes(minutes) => time.div_euclid(minutes * MINUTE) * minutes * MINUTE,
-            Resolution::Day => time.div_euclid(DAY) * DAY,
-            Resolution::Week => {
-                (time - MONDAY_OFFSET).div_euclid(7 * DAY) * 7 * DAY + MONDAY_OFFSET
-            }
-        }
-    }
-
-    /// Length of one bar in seconds.
-    pub fn seconds(self) -> i64 {
-        match self {
-            Resolution::Minutes(minutes) => minutes * MINUTE,
-            Resolution::Day => DAY,
-            Resolution::Week => 7 * DAY,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unsupported resolution {0:?}; supported: 1, 5, 15, 60, 240, 1D, 1W")]
-pub struct BadResolution(pub String);
-
-impl FromStr for Resolution {
-    type Err = BadResolution;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        match text {
-            "1" => Ok(Resolution::Minutes(1)),
-            "5" => Ok(Resolution::Minutes(5)),
-            "15" => Ok(Resolution::Minutes(15)),
-            "60" => Ok(Resolution::Minutes(60)),
-            "240" => Ok(Resolution::Minutes(240)),
-            "D" | "1D" => Ok(Resolution::Day),
-            "W" | "1W" => Ok(Resolution::Week),
-            other => Err(BadResolution(other.chars().take(16).collect())),
-        }
-    }
-}
-
-/// One aggregated bar: `time` is its start in unix seconds.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Bar {
-    pub time: i64,
-    pub open: f64,
-    pub high: f64,
-    pub low: f64,
-    pub close: f64,
-    pub volume: u64,
-}
+pub use crate::bars::{BadResolution, Bar, Resolution};
 
 /// Candles of every symbol.
 pub struct CandleBook {
     hub: Arc<Hub>,
     writer: Option<Arc<Writer>>,
+    /// The gateway's clock: the time bars open and close at.
+    clock: Clock,
     symbols: Mutex<HashMap<Symbol, SymbolCandles>>,
 }
 
@@ -203,22 +112,34 @@ impl Bar {
 }
 
 impl CandleBook {
-    /// A book that keeps bars in memory only (no store).
-    pub fn new(hub: Arc<Hub>) -> Self {
+    /// A book that keeps bars in memory only (no store). Its timer
+    /// (`market::run_candle_timer`) closes bars by `clock`.
+    pub fn new(hub: Arc<Hub>, clock: Clock) -> Self {
         Self {
             hub,
             writer: None,
+            clock,
             symbols: Mutex::new(HashMap::new()),
         }
     }
 
     /// A book that writes its bars through `writer` and reads history from
     /// its store.
-    pub fn with_store(hub: Arc<Hub>, writer: Arc<Writer>) -> Self {
+    pub fn with_store(hub: Arc<Hub>, writer: Arc<Writer>, clock: Clock) -> Self {
         Self {
             writer: Some(writer),
-            ..Self::new(hub)
+            ..Self::new(hub, clock)
         }
+    }
+
+    /// The clock the book keeps time by (the gateway's).
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// The current instant by the book's clock.
+    pub fn now(&self) -> jiff::Timestamp {
+        self.clock.now()
     }
 
     /// Folds a tick into the symbol's bars of every resolution, closing
@@ -252,7 +173,7 @@ impl CandleBook {
                     _ => {
                         if let Some(old) = slot.replace(Bar::new(bucket, price, size)) {
                             *closed = Some(old);
-                            if resolution == Resolution::Minutes(1) {
+                            if resolution == Resolution::M1 {
                                 closed_minute = Some(old);
                             }
                             finished.push(old.row(symbol, resolution));
@@ -260,7 +181,7 @@ impl CandleBook {
                     }
                 }
             }
-            candles.floor = Resolution::Minutes(1).bucket(time);
+            candles.floor = Resolution::M1.bucket(time);
             candles.dirty = true;
         }
         if let Some(writer) = &self.writer {
@@ -292,14 +213,14 @@ impl CandleBook {
                     let Some(bar) = slot else { continue };
                     if bar.time < resolution.bucket(now_s) {
                         *closed = Some(*bar);
-                        if resolution == Resolution::Minutes(1) {
+                        if resolution == Resolution::M1 {
                             publish.push((symbol.clone(), bar.candle(true)));
-                            candles.floor = candles.floor.max(bar.time + MINUTE);
+                            candles.floor = candles.floor.max(bar.time + Resolution::M1.seconds());
                         }
                         rows.push(bar.row(symbol, resolution));
                         *slot = None;
                     } else if in_progress {
-                        if resolution == Resolution::Minutes(1) {
+                        if resolution == Resolution::M1 {
                             publish.push((symbol.clone(), bar.candle(false)));
                         }
                         if candles.dirty {
@@ -379,16 +300,13 @@ impl CandleBook {
 
     /// The in-progress bar of one resolution.
     pub fn open_bar(&self, symbol: &Symbol, resolution: Resolution) -> Option<Bar> {
-        let index = Resolution::ALL.iter().position(|r| *r == resolution)?;
-        self.symbols.lock().get(symbol)?.bars[index]
+        self.symbols.lock().get(symbol)?.bars[resolution.index()]
     }
 
     /// The bar in progress of one resolution and the final value of the one
     /// that ended last.
     pub fn latest(&self, symbol: &Symbol, resolution: Resolution) -> (Option<Bar>, Option<Bar>) {
-        let Some(index) = Resolution::ALL.iter().position(|r| *r == resolution) else {
-            return (None, None);
-        };
+        let index = resolution.index();
         let symbols = self.symbols.lock();
         symbols
             .get(symbol)
@@ -516,20 +434,6 @@ mod tests {
     }
 
     #[test]
-    fn buckets() {
-        let t = ts("2025-10-15T13:47:12Z").as_second(); // a Wednesday
-        let check =
-            |r: Resolution, want: &str| assert_eq!(r.bucket(t), ts(want).as_second(), "{r:?}");
-        check(Resolution::Minutes(1), "2025-10-15T13:47:00Z");
-        check(Resolution::Minutes(5), "2025-10-15T13:45:00Z");
-        check(Resolution::Minutes(15), "2025-10-15T13:45:00Z");
-        check(Resolution::Minutes(60), "2025-10-15T13:00:00Z");
-        check(Resolution::Minutes(240), "2025-10-15T12:00:00Z");
-        check(Resolution::Day, "2025-10-15T00:00:00Z");
-        check(Resolution::Week, "2025-10-13T00:00:00Z");
-    }
-
-    #[test]
     fn aggregates_by_hand_computed_bars() {
         let minutes = [
             candle("2025-10-15T13:44:00Z", 10.0, 11.0, 9.5, 10.5, 100),
@@ -537,7 +441,7 @@ mod tests {
             candle("2025-10-15T13:46:00Z", 11.0, 11.5, 8.0, 9.0, 25),
             candle("2025-10-15T13:50:00Z", 9.0, 9.5, 9.0, 9.25, 5),
         ];
-        let bars = aggregate(&minutes, Resolution::Minutes(5));
+        let bars = aggregate(&minutes, Resolution::M5);
         let t = |s: &str| ts(s).as_second();
         assert_eq!(
             bars,
@@ -571,19 +475,9 @@ mod tests {
     }
 
     #[test]
-    fn parses_udf_resolutions() {
-        for name in Resolution::SUPPORTED {
-            assert!(name.parse::<Resolution>().is_ok(), "{name}");
-        }
-        assert_eq!("D".parse::<Resolution>(), Ok(Resolution::Day));
-        assert!("10".parse::<Resolution>().is_err());
-        assert!("".parse::<Resolution>().is_err());
-    }
-
-    #[test]
     fn ticks_build_and_close_candles() {
         let hub = Arc::new(Hub::new(&Default::default(), Default::default()));
-        let book = CandleBook::new(hub);
+        let book = CandleBook::new(hub, Clock::system());
         let aapl: Symbol = "AAPL".into();
         book.on_tick(&aapl, ts("2025-10-15T13:44:05Z"), 10.0, 1);
         book.on_tick(&aapl, ts("2025-10-15T13:44:30Z"), 12.0, 2);
@@ -602,7 +496,7 @@ mod tests {
         book.on_tick(&aapl, ts("2025-10-15T13:45:01Z"), 11.5, 4);
         let minute = book.current(&aapl).unwrap();
         assert_eq!((minute.open, minute.close, minute.volume), (11.5, 11.5, 4));
-        let five = book.open_bar(&aapl, Resolution::Minutes(5)).unwrap();
+        let five = book.open_bar(&aapl, Resolution::M5).unwrap();
         assert_eq!(
             (
                 five.time,
@@ -622,7 +516,7 @@ mod tests {
             ),
             "13:45 starts a new 5-minute bar"
         );
-        let hour = book.open_bar(&aapl, Resolution::Minutes(60)).unwrap();
+        let hour = book.open_bar(&aapl, Resolution::H1).unwrap();
         assert_eq!(
             (hour.open, hour.high, hour.low, hour.close, hour.volume),
             (10.0, 12.0, 10.0, 11.5, 10),
@@ -639,6 +533,6 @@ mod tests {
             book.current(&aapl).is_none(),
             "the timer closes a finished minute"
         );
-        assert!(book.open_bar(&aapl, Resolution::Minutes(60)).is_some());
+        assert!(book.open_bar(&aapl, Resolution::H1).is_some());
     }
 }

@@ -55,22 +55,20 @@ pub fn decode(text: &str) -> Result<Command, String> {
 
 /// The resolution an interval names, or the seed's `Invalid interval` text.
 pub fn interval_of(interval: &str) -> Result<Resolution, String> {
-    Resolution::ALL
-        .into_iter()
-        .find(|r| r.name() == interval)
-        .ok_or_else(|| format!("Invalid interval: {interval}. Valid: 1m, 5m, 15m, 1h, 4h, 1D, 1W"))
+    Resolution::from_name(interval)
+        .map_err(|_| format!("Invalid interval: {interval}. Valid: 1m, 5m, 15m, 1h, 4h, 1D, 1W"))
 }
 
 /// The wire interval of a resolution.
 pub fn interval(resolution: Resolution) -> CandlesInterval {
     match resolution {
-        Resolution::Minutes(5) => CandlesInterval::X5m,
-        Resolution::Minutes(15) => CandlesInterval::X15m,
-        Resolution::Minutes(60) => CandlesInterval::X1h,
-        Resolution::Minutes(240) => CandlesInterval::X4h,
-        Resolution::Day => CandlesInterval::X1d,
-        Resolution::Week => CandlesInterval::X1w,
-        Resolution::Minutes(_) => CandlesInterval::X1m,
+        Resolution::M1 => CandlesInterval::X1m,
+        Resolution::M5 => CandlesInterval::X5m,
+        Resolution::M15 => CandlesInterval::X15m,
+        Resolution::H1 => CandlesInterval::X1h,
+        Resolution::H4 => CandlesInterval::X4h,
+        Resolution::D1 => CandlesInterval::X1d,
+        Resolution::W1 => CandlesInterval::X1w,
     }
 }
 
@@ -120,7 +118,7 @@ mod tests {
             decode(r#"{"type":"subscribe","symbol":"BTC/USDT","interval":"5m","initialBars":100}"#),
             Ok(Command::Subscribe {
                 symbol: "BTC/USDT".into(),
-                resolution: Resolution::Minutes(5),
+                resolution: Resolution::M5,
                 initial_bars: Some(100)
             })
         );
@@ -128,7 +126,7 @@ mod tests {
             decode(r#"{"type":"unsubscribe","symbol":"BTC/USDT","interval":"1W"}"#),
             Ok(Command::Unsubscribe {
                 symbol: "BTC/USDT".into(),
-                resolution: Resolution::Week
+                resolution: Resolution::W1
             })
         );
         assert_eq!(decode(r#"{"type":"ping"}"#), Ok(Command::Ping));
@@ -159,7 +157,7 @@ mod tests {
     fn bar_times_have_milliseconds() {
         let text = encode(&CandlesServerFrame::Update {
             symbol: "BTC/USDT".into(),
-            interval: interval(Resolution::Minutes(5)),
+            interval: interval(Resolution::M5),
             bar: bar(&Bar {
                 time: 1_729_764_000,
                 open: 1.0,

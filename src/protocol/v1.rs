@@ -78,23 +78,68 @@ impl PartialEq for RequestId {
     }
 }
 
+/// Why the client-frame schemas from asyncapi.yaml cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SchemaError {
+    #[error("asyncapi.yaml has no message {message}, the schema of client frames of type {kind:?}")]
+    Missing {
+        kind: &'static str,
+        message: &'static str,
+    },
+    #[error("the schema of client message {message} (asyncapi.yaml) does not compile: {reason}")]
+    Compile {
+        message: &'static str,
+        reason: String,
+    },
+}
+
 /// Compiled validators of the client messages, by `type`.
-static VALIDATORS: LazyLock<HashMap<&'static str, Validator>> = LazyLock::new(|| {
-    let schemas = spec::message_schemas();
-    CLIENT_TYPES
-        .iter()
-        .filter_map(|(kind, message)| {
-            let schema = schemas.get(*message)?;
-            match jsonschema::validator_for(schema) {
-                Ok(validator) => Some((*kind, validator)),
-                Err(error) => {
-                    tracing::error!(%error, message, "client message schema does not compile");
-                    None
-                }
-            }
-        })
-        .collect()
-});
+pub struct ClientValidators(HashMap<&'static str, Validator>);
+
+impl ClientValidators {
+    /// Compiles the schema of every client message type from `schemas` (the
+    /// message schemas by message name, as `spec::message_schemas` gives
+    /// them).
+    ///
+    /// # Errors
+    /// A client message without a schema, or a schema that does not
+    /// compile: the first such, in `CLIENT_TYPES` order.
+    pub fn new(schemas: &serde_json::Map<String, Value>) -> Result<Self, SchemaError> {
+        CLIENT_TYPES
+            .iter()
+            .map(|&(kind, message)| {
+                let schema = schemas
+                    .get(message)
+                    .ok_or(SchemaError::Missing { kind, message })?;
+                let validator =
+                    jsonschema::validator_for(schema).map_err(|error| SchemaError::Compile {
+                        message,
+                        reason: error.to_string(),
+                    })?;
+                Ok((kind, validator))
+            })
+            .collect::<Result<_, _>>()
+            .map(Self)
+    }
+
+    fn get(&self, kind: &str) -> Option<&Validator> {
+        self.0.get(kind)
+    }
+}
+
+/// The validators of asyncapi.yaml's client messages, compiled on first use.
+static VALIDATORS: LazyLock<Result<ClientValidators, SchemaError>> =
+    LazyLock::new(|| ClientValidators::new(&spec::message_schemas()));
+
+/// Compiles the client-frame schemas now (once per process). The gateway
+/// calls it when it is built, so a schema that does not compile stops the
+/// start instead of turning every client frame into an error later.
+///
+/// # Errors
+/// As `ClientValidators::new`, for the schemas built into this binary.
+pub fn check_schemas() -> Result<(), SchemaError> {
+    VALIDATORS.as_ref().map(drop).map_err(Clone::clone)
+}
 
 /// Decodes one client text frame.
 ///
@@ -134,7 +179,16 @@ pub fn decode(text: &str) -> Result<V1ClientFrame, ProtocolError> {
             .with_id(id));
         }
     };
-    let Some(validator) = VALIDATORS.get(kind) else {
+    let validators = VALIDATORS.as_ref().map_err(|error| {
+        // Unreachable in a gateway: construction fails first (`check_schemas`).
+        tracing::error!(%error, "client frames cannot be validated");
+        ProtocolError::new(
+            ErrorCode::InternalError,
+            "the server cannot validate client frames",
+        )
+        .with_id(id.clone())
+    })?;
+    let Some(validator) = validators.get(kind) else {
         let supported: Vec<&str> = CLIENT_TYPES.iter().map(|(kind, _)| *kind).collect();
         return Err(ProtocolError::new(
             ErrorCode::UnknownType,
@@ -427,6 +481,53 @@ mod tests {
             }
             (got, want) => panic!("{input}: got {got:?}, want {want:?}"),
         }
+    }
+
+    #[test]
+    fn the_built_in_client_schemas_compile() {
+        assert_eq!(check_schemas(), Ok(()));
+    }
+
+    #[test]
+    fn a_client_schema_that_does_not_compile_is_an_error() {
+        let mut schemas = spec::message_schemas();
+        assert!(ClientValidators::new(&schemas).is_ok());
+        // Not a JSON Schema: `type` must be a name or a list of names.
+        schemas.insert("Unsubscribe".into(), serde_json::json!({"type": 12}));
+        match ClientValidators::new(&schemas) {
+            Err(SchemaError::Compile { message, reason }) => {
+                assert_eq!(message, "Unsubscribe");
+                assert!(!reason.is_empty());
+            }
+            Err(other) => panic!("another error: {other}"),
+            Ok(_) => panic!("a broken schema compiled"),
+        }
+        // A pattern that is not a regular expression.
+        let mut schemas = spec::message_schemas();
+        schemas.insert(
+            "Auth".into(),
+            serde_json::json!({"type": "object", "properties": {"token": {"type": "string", "pattern": "(unclosed"}}}),
+        );
+        assert!(matches!(
+            ClientValidators::new(&schemas),
+            Err(SchemaError::Compile {
+                message: "Auth",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_client_message_without_a_schema_is_an_error() {
+        let mut schemas = spec::message_schemas();
+        schemas.remove("Ping");
+        assert_eq!(
+            ClientValidators::new(&schemas).err(),
+            Some(SchemaError::Missing {
+                kind: "ping",
+                message: "Ping"
+            })
+        );
     }
 
     #[test]

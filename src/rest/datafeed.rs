@@ -256,13 +256,13 @@ pub enum UdfResolution {
 impl From<UdfResolution> for Resolution {
     fn from(value: UdfResolution) -> Self {
         match value {
-            UdfResolution::Minute1 => Resolution::Minutes(1),
-            UdfResolution::Minute5 => Resolution::Minutes(5),
-            UdfResolution::Minute15 => Resolution::Minutes(15),
-            UdfResolution::Minute60 => Resolution::Minutes(60),
-            UdfResolution::Minute240 => Resolution::Minutes(240),
-            UdfResolution::Day1 | UdfResolution::Day => Resolution::Day,
-            UdfResolution::Week1 | UdfResolution::Week => Resolution::Week,
+            UdfResolution::Minute1 => Resolution::M1,
+            UdfResolution::Minute5 => Resolution::M5,
+            UdfResolution::Minute15 => Resolution::M15,
+            UdfResolution::Minute60 => Resolution::H1,
+            UdfResolution::Minute240 => Resolution::H4,
+            UdfResolution::Day1 | UdfResolution::Day => Resolution::D1,
+            UdfResolution::Week1 | UdfResolution::Week => Resolution::W1,
         }
     }
 }

@@ -84,6 +84,12 @@ impl Ingest {
         &self.candles
     }
 
+    /// The time of day by the gateway's clock (the candle book's): what
+    /// sources stamp the events they make with.
+    pub fn now(&self) -> jiff::Timestamp {
+        self.candles.now()
+    }
+
     /// A tick; dropped when the gate holds it back (its market is closed).
     pub fn tick(&self, symbol: &Symbol, at: jiff::Timestamp, tick: Tick) {
         if let Some(gate) = &self.gate

@@ -5,7 +5,8 @@
 //!
 //! Deterministic given the seed: each symbol and each user draws from its own
 //! generator seeded from (seed, name), so the n-th tick of AAPL has the same
-//! price in every run whatever the timing. Wall-clock timestamps differ.
+//! price in every run whatever the timing. Timestamps come from the
+//! gateway's clock (`Ingest::now`), so they differ unless it is frozen.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -124,14 +125,14 @@ pub fn synthetic_history(
     now: jiff::Timestamp,
 ) -> Vec<BarRow> {
     let bars = config.backfill_bars as i64;
-    let end = Resolution::Minutes(1).bucket(now.as_second());
+    let end = Resolution::M1.bucket(now.as_second());
     // Region starts, finest first: units of level k cover [starts[k], starts[k-1]).
     let mut starts = [0i64; 7];
     for (k, resolution) in Resolution::ALL.iter().enumerate() {
         let next = Resolution::ALL
             .get(k + 1)
             .copied()
-            .unwrap_or(Resolution::Week);
+            .unwrap_or(Resolution::W1);
         starts[k] = next.bucket(end - bars * resolution.seconds());
     }
     let mut rng = SmallRng::seed_from_u64(name_seed(
@@ -362,7 +363,7 @@ async fn run_symbol(
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(Duration::from_millis(pause)) => {}
         }
-        market.step(&ingest, jiff::Timestamp::now());
+        market.step(&ingest, ingest.now());
     }
 }
 
@@ -384,7 +385,7 @@ async fn run_load(
             _ = timer.tick() => {}
         }
         let due = (started.elapsed().as_secs_f64() * f64::from(rate)) as u64;
-        let now = jiff::Timestamp::now();
+        let now = ingest.now();
         // Bounded catch-up: after a stall, skip rather than burst unboundedly.
         let batch = due.saturating_sub(sent).min(u64::from(rate));
         for step in 0..batch {
@@ -419,7 +420,7 @@ async fn run_system(config: SimulatorConfig, ingest: Ingest, shutdown: Cancellat
                 message: "simulated market notice".into(),
             }
         };
-        ingest.system(jiff::Timestamp::now(), notice);
+        ingest.system(ingest.now(), notice);
     }
 }
 
@@ -449,7 +450,7 @@ async fn run_private(
         }
         let users = hub.private_users();
         accounts.retain(|user, _| users.contains(user));
-        let now = jiff::Timestamp::now();
+        let now = ingest.now();
         for user in users {
             let account = accounts.entry(user.clone()).or_insert_with(|| Account {
                 rng: SmallRng::seed_from_u64(name_seed(config.seed, &user)),
@@ -574,12 +575,15 @@ mod tests {
             let hub = Arc::new(Hub::new(&Default::default(), Default::default()));
             let ingest = Ingest::new(
                 hub.clone(),
-                Arc::new(crate::market::candles::CandleBook::new(hub)),
+                Arc::new(crate::market::candles::CandleBook::new(
+                    hub,
+                    crate::clock::Clock::system(),
+                )),
                 None,
             );
             (0..50)
                 .map(|_| {
-                    market.step(&ingest, jiff::Timestamp::now());
+                    market.step(&ingest, ingest.now());
                     market.price
                 })
                 .collect::<Vec<_>>()
@@ -632,7 +636,7 @@ mod history_tests {
                     .all(|b| b.low <= b.open.min(b.close) && b.high >= b.open.max(b.close))
             );
         }
-        let minutes = of(Resolution::Minutes(1));
+        let minutes = of(Resolution::M1);
         let last = minutes.last().unwrap();
         assert_eq!(
             last.time.as_second(),

@@ -5,9 +5,9 @@
 //! few things the two spell differently (times, dates, JSON) live in
 //! `Dialect`.
 //!
-//! The tables are seed 001's (`migrations/`). Nothing here is on the fan-out
-//! path: sources hand rows to the `Writer`, which batches them in the
-//! background (`writer.rs`).
+//! The tables are seed 001's (`migrations/`, applied by sqlx's migrator).
+//! Nothing here is on the fan-out path: sources hand rows to the `Writer`,
+//! which batches them in the background (`writer.rs`).
 
 mod writer;
 
@@ -15,13 +15,13 @@ use std::{str::FromStr, time::Duration};
 
 use sqlx::{
     PgPool, QueryBuilder, Row, SqlitePool,
-    migrate::{Migration, MigrationType, Migrator},
+    migrate::Migrator,
     postgres::PgPoolOptions,
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
 
 pub use self::writer::{Writer, WriterLimits, WriterStats};
-use crate::{config::StoreConfig, event::Symbol, market::candles::Resolution};
+use crate::{bars::Resolution, config::StoreConfig, event::Symbol};
 
 /// One row of `realtime_market_data`.
 #[derive(Clone, Debug, PartialEq)]
@@ -59,6 +59,13 @@ pub struct HealthRow {
     pub response_time_ms: Option<i32>,
     pub error_message: Option<String>,
 }
+
+/// The SQLite schema: `migrations/sqlite/`, one file per version, applied
+/// in order and recorded in `_sqlx_migrations`.
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
+
+/// The PostgreSQL schema: `migrations/postgres/`, versioned like SQLite's.
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
 
 /// The `source` of every bar tickgate builds.
 pub const BAR_SOURCE: &str = "tickgate";
@@ -163,35 +170,19 @@ impl Store {
         }
     }
 
-    /// Creates the tables and indexes (idempotent).
+    /// Applies the migrations of the pool's backend that the database has
+    /// not seen yet (`migrations/sqlite/` or `migrations/postgres/`,
+    /// embedded at build time). A database already at the newest version is
+    /// left as it is; one made by an earlier tickgate is taken over where it
+    /// stands (see the README, Storage: Migrations).
     ///
     /// # Errors
-    /// The database is unreachable or refuses the DDL.
+    /// The database is unreachable or refuses the DDL; an applied migration
+    /// whose file has changed since, or that this build does not know.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        let migration = |sql: &'static str| {
-            Migration::new(
-                1,
-                "seed tables".into(),
-                MigrationType::Simple,
-                sqlx::SqlSafeStr::into_sql_str(sql),
-                false,
-            )
-        };
         match &self.pool {
-            Pool::Sqlite(pool) => {
-                Migrator::with_migrations(vec![migration(include_str!(
-                    "../../migrations/sqlite/0001_seed_tables.sql"
-                ))])
-                .run(pool)
-                .await?
-            }
-            Pool::Postgres(pool) => {
-                Migrator::with_migrations(vec![migration(include_str!(
-                    "../../migrations/postgres/0001_seed_tables.sql"
-                ))])
-                .run(pool)
-                .await?
-            }
+            Pool::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await?,
+            Pool::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await?,
         }
         Ok(())
     }

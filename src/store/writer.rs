@@ -24,7 +24,12 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use super::{BarRow, HealthRow, Store, TickRow};
-use crate::{event::Symbol, market::candles::Resolution};
+use crate::{backoff::Backoff, bars::Resolution, event::Symbol};
+
+/// Pauses between retries of a failed batch: 100 ms doubling to 5 s,
+/// jittered (instances sharing one PostgreSQL do not retry in step).
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_CAP: Duration = Duration::from_secs(5);
 
 /// The writer's bounds, from `StoreConfig`.
 #[derive(Clone, Copy, Debug)]
@@ -312,7 +317,7 @@ impl Writer {
     /// Writes batches until `close` was called and nothing is left. While
     /// closing, gives up after `grace` of failures, counting what was lost.
     pub async fn run(self: Arc<Self>, grace: Duration) {
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::new(RETRY_FIRST, RETRY_CAP);
         let mut closing_since: Option<tokio::time::Instant> = None;
         loop {
             let closing = self.closing.load(Ordering::Acquire);
@@ -346,7 +351,7 @@ impl Writer {
                         tracing::info!("database writes resumed");
                     }
                     metrics::gauge!("tickgate_store_up").set(1.0);
-                    backoff = Duration::from_millis(100);
+                    backoff.reset();
                     // A full batch may be waiting already; otherwise pause
                     // so rows gather into batches.
                     if !closing && self.pending.lock().ticks.len() < self.limits.batch_rows {
@@ -370,8 +375,7 @@ impl Writer {
                         self.abandon();
                         return;
                     }
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    tokio::time::sleep(backoff.next_delay()).await;
                 }
             }
         }

@@ -11,7 +11,9 @@
 //! the spacing and cool-down rules are tested without sleeping, and every
 //! time the pool reports (last use, end of a cool-down, the daily credit
 //! reset at UTC midnight) is a wall-clock time that `/status` can show, which
-//! a `tokio::time::Instant` is not.
+//! a `tokio::time::Instant` is not. The time passed in is real time, not the
+//! gateway's `Clock`: these are the provider's limits, and a pinned or frozen
+//! clock must not stall or skip them.
 //!
 //! A key never appears in full outside the request that carries it: its
 //! `Debug`, its serialized form and every report show it masked.

@@ -28,7 +28,6 @@ use std::{
 use futures_util::{SinkExt, StreamExt};
 use jiff::Timestamp;
 use parking_lot::Mutex;
-use rand::{Rng, SeedableRng, rngs::SmallRng};
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
@@ -42,6 +41,7 @@ use self::{
     },
 };
 use crate::{
+    backoff::Backoff,
     config::{TwelveDataConfig, UpstreamMode},
     event::{Symbol, Tick},
     hub::InvalidSymbol,
@@ -228,10 +228,20 @@ pub fn spawn(
         stops: Stops { shutdown, gate },
         feeds,
         rest,
-        rng: SmallRng::seed_from_u64(Timestamp::now().as_nanosecond() as u64),
     };
     tasks.spawn(runner.run());
     Ok(true)
+}
+
+/// The key pool's time: real time, not the gateway's clock. The pool keeps
+/// the provider's limits (the spacing between uses of a key, cool-downs,
+/// the daily credit reset at UTC midnight), which run on the provider's real
+/// time; a pinned or frozen gateway clock must neither stall nor skip them.
+/// Everything else here that reads the time of day (the last message, the
+/// stamp of a price the provider sent without one) reads the gateway's clock
+/// through `Ingest::now`.
+fn pool_time() -> Timestamp {
+    Timestamp::now()
 }
 
 /// Why collecting stopped.
@@ -447,7 +457,6 @@ struct Runner {
     stops: Stops,
     feeds: Vec<Feed>,
     rest: RestClient,
-    rng: SmallRng,
 }
 
 impl Runner {
@@ -478,7 +487,7 @@ impl Runner {
     async fn lease(&mut self) -> Result<Lease, Stop> {
         let mut warned = false;
         loop {
-            let now = Timestamp::now();
+            let now = pool_time();
             let until = match self.pool.acquire(now) {
                 Ok(lease) => return Ok(lease),
                 Err(Wait { until }) => until,
@@ -533,7 +542,7 @@ impl Runner {
                 .stops
                 .run(self.rest.quote(&provider, &lease.key))
                 .await?;
-            let now = Timestamp::now();
+            let now = self.ingest.now();
             match answer {
                 Ok(answer) => {
                     self.pool.report(
@@ -541,7 +550,7 @@ impl Runner {
                         Outcome::Ok {
                             remaining_credits: answer.remaining_credits,
                         },
-                        now,
+                        pool_time(),
                     );
                     self.status.set_connected(true);
                     self.status.message(now);
@@ -563,7 +572,7 @@ impl Runner {
                         "twelvedata quote failed"
                     );
                     match error.outcome() {
-                        Some(outcome) => self.pool.report(lease.index, outcome, now),
+                        Some(outcome) => self.pool.report(lease.index, outcome, pool_time()),
                         None => {
                             if matches!(error, UpstreamError::Transport(_)) {
                                 self.status.set_connected(false);
@@ -580,10 +589,9 @@ impl Runner {
     /// Websocket mode: one stream for all symbols, reconnected with backoff
     /// on the next key whenever it ends.
     async fn stream(&mut self) -> Stop {
-        let min = Duration::from_millis(self.config.reconnect_min_ms);
-        let max = Duration::from_millis(self.config.reconnect_max_ms);
+        let mut backoff =
+            Backoff::from_millis(self.config.reconnect_min_ms, self.config.reconnect_max_ms);
         let timeout = Duration::from_millis(self.config.request_timeout_ms);
-        let mut delay = min;
         loop {
             let lease = match self.lease().await {
                 Ok(lease) => lease,
@@ -628,12 +636,11 @@ impl Runner {
                     Outcome::Disconnected
                 }
             };
-            self.pool.report(lease.index, outcome, Timestamp::now());
+            self.pool.report(lease.index, outcome, pool_time());
             if end.delivered {
-                delay = min;
+                backoff.reset();
             }
-            let pause = delay.mul_f64(self.rng.random_range(0.5..=1.0));
-            delay = (delay * 2).min(max);
+            let pause = backoff.next_delay();
             if let Err(stop) = self.stops.run(tokio::time::sleep(pause)).await {
                 return stop;
             }
@@ -694,7 +701,7 @@ impl Runner {
                 Some(Ok(Message::Text(text))) => text,
                 Some(Ok(_)) => continue,
             };
-            let now = Timestamp::now();
+            let now = self.ingest.now();
             match twelvedata::decode_stream(&text) {
                 Ok(StreamMessage::Price(event)) => {
                     self.status.message(now);
@@ -714,7 +721,7 @@ impl Runner {
                         Outcome::Ok {
                             remaining_credits: None,
                         },
-                        now,
+                        pool_time(),
                     );
                     if fails.is_empty() {
                         tracing::info!(symbols = ?success, "twelvedata subscribed");
