@@ -406,7 +406,7 @@ async fn run_heartbeat(gateway: Arc<Gateway>, shutdown: CancellationToken) {
         }
         gateway.hub.publish(Event {
             topic: Topic::global(Channel::Heartbeat),
-            timestamp: jiff::Timestamp::now(),
+            timestamp: gateway.clock.now(),
             payload: Payload::Heartbeat {
                 connections: gateway.stats.connections(),
             },

@@ -311,7 +311,7 @@ impl EnhancedApi {
                 source: tick.source.to_string(),
             }));
         }
-        let now_s = jiff::Timestamp::now().as_second();
+        let now_s = gateway.clock.now().as_second();
         match gateway
             .candles
             .history(&symbol, Resolution::M1, 0, now_s + 60, 1)
@@ -572,7 +572,7 @@ impl Stream {
 impl Handler for Stream {
     fn on_text(&mut self, conn: &Conn<'_>, text: Text) {
         let gateway = conn.gateway;
-        let now = jiff::Timestamp::now();
+        let now = gateway.clock.now();
         let reply = match codec::decode(&text) {
             Ok(codec::Command::Heartbeat) => {
                 let orchestrator = &gateway.orchestrator;
@@ -606,6 +606,6 @@ impl Handler for Stream {
             }
             Refusal::Binary => "Invalid message format: send JSON text frames".to_owned(),
         };
-        Some(codec::error(message, jiff::Timestamp::now()))
+        Some(codec::error(message, conn.gateway.clock.now()))
     }
 }

@@ -257,7 +257,7 @@ impl Handler for Session {
             ),
         };
         self.gateway.stats.error_sent(format!("usdcop_{code}"));
-        Some(usdcop::error(code, message, jiff::Timestamp::now()))
+        Some(usdcop::error(code, message, self.gateway.clock.now()))
     }
 
     fn deadline(&self) -> Option<Instant> {
@@ -276,7 +276,7 @@ impl Handler for Session {
         self.unanswered += 1;
         let count = self.streams.connections() as u64;
         conn.outbox()
-            .push_control(usdcop::heartbeat(count, jiff::Timestamp::now()));
+            .push_control(usdcop::heartbeat(count, self.gateway.clock.now()));
     }
 }
 
@@ -315,7 +315,7 @@ impl Session {
     fn error(&self, code: UsdcopErrorCode, message: impl Into<String>) {
         self.gateway.stats.error_sent(format!("usdcop_{code}"));
         self.outbox()
-            .push_control(usdcop::error(code, message, jiff::Timestamp::now()));
+            .push_control(usdcop::error(code, message, self.gateway.clock.now()));
     }
 
     fn subscribe(&mut self, names: &[String]) {
@@ -347,7 +347,7 @@ impl Session {
         if !valid.is_empty() || invalid.is_empty() {
             let names = valid.iter().map(ToString::to_string).collect();
             self.outbox()
-                .push_control(usdcop::ack(true, names, jiff::Timestamp::now()));
+                .push_control(usdcop::ack(true, names, self.gateway.clock.now()));
         }
         for name in invalid {
             self.error(
@@ -388,7 +388,7 @@ impl Session {
             }
         }
         self.outbox()
-            .push_control(usdcop::ack(false, wanted, jiff::Timestamp::now()));
+            .push_control(usdcop::ack(false, wanted, self.gateway.clock.now()));
     }
 }
 
@@ -500,7 +500,7 @@ pub async fn run_market_events(gateway: Arc<Gateway>, streams: Arc<Streams>) {
                         UsdcopStatus::DegradedService,
                         "Reduced functionality: the store or Redis is unreachable; data keeps flowing from the gateway's own sources",
                         None,
-                        jiff::Timestamp::now(),
+                        clock.now(),
                     );
                     streams.broadcast(&frame);
                     *streams.degraded.lock() = Some(frame);

@@ -426,7 +426,7 @@ impl OrchestratorApi {
             status,
             body.0.message.clone(),
             None,
-            jiff::Timestamp::now(),
+            self.gateway.clock.now(),
         );
         let streams = &self.streams;
         streams.broadcast(&frame);

@@ -115,7 +115,7 @@ impl Handler for Session {
         let notice = self.shared.shutdown_notice.get_or_init(|| {
             let event = Event {
                 topic: Topic::global(Channel::System),
-                timestamp: jiff::Timestamp::now(),
+                timestamp: self.gateway.clock.now(),
                 payload: Payload::System(SystemNotice {
                     status: SystemState::ShuttingDown,
                     message: "the gateway is shutting down; reconnect after a short backoff".into(),
@@ -172,7 +172,7 @@ impl Session {
             V1ClientFrame::Ping { id } => {
                 self.outbox().push_control(v1::encode(&V1ServerFrame::Pong {
                     id,
-                    timestamp: Timestamp::now(),
+                    timestamp: Timestamp(self.gateway.clock.now()),
                 }));
             }
         }
@@ -473,7 +473,7 @@ fn welcome(gateway: &Gateway, connection_id: u64) -> Text {
             .iter()
             .map(|s| v1::wire_symbol(s))
             .collect(),
-        timestamp: Timestamp::now(),
+        timestamp: Timestamp(gateway.clock.now()),
         version: "1.0.0".into(),
     })
 }

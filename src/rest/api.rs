@@ -259,7 +259,7 @@ impl Api {
             version: env!("CARGO_PKG_VERSION").into(),
             uptime_seconds: self.gateway.started.elapsed().as_secs(),
             connections: self.gateway.stats.connections(),
-            timestamp: Timestamp::now().to_string(),
+            timestamp: Timestamp(self.gateway.clock.now()).to_string(),
         })
     }
 

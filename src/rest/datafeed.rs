@@ -573,7 +573,7 @@ impl Datafeed {
         operation_id = "getDatafeedTime"
     )]
     async fn time(&self) -> PlainText<String> {
-        PlainText(jiff::Timestamp::now().as_second().to_string())
+        PlainText(self.gateway.clock.now().as_second().to_string())
     }
 }
 
