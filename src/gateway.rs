@@ -67,6 +67,10 @@ impl Gateway {
         crate::metrics::prometheus();
         crate::protocol::v1::check_schemas()?;
         let stats = Arc::new(Stats::default());
+        stats.zero_series(
+            &crate::store::TABLES,
+            config.redis.url.is_some() || !config.redis.cluster_nodes.is_empty(),
+        );
         let hub = Arc::new(Hub::new(&config.channels, stats.clone()));
         let auth = Authenticator::from_config(&config.auth)?;
         let outbox_limits = Arc::new(OutboxLimits {

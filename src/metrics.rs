@@ -147,6 +147,61 @@ impl Stats {
         gauge!("tickgate_subscribers", "channel" => channel).set(subscribers as f64);
     }
 
+    /// Makes every series `/metrics` documents exist, zero-valued, so the
+    /// first scrape shows them all (a dashboard or alert on a series that
+    /// has not happened yet would otherwise see no data): each labelled
+    /// family with every label value it can take. `tables` are the store's,
+    /// `redis` whether Redis is configured (its series exist only then).
+    pub fn zero_series(&self, tables: &[&'static str], redis: bool) {
+        gauge!("tickgate_connections").set(0.0);
+        for name in [
+            "tickgate_connections_total",
+            "tickgate_frames_in_total",
+            "tickgate_frames_conflated_total",
+            "tickgate_frames_dropped_total",
+            "tickgate_store_write_failures_total",
+        ] {
+            counter!(name).increment(0);
+        }
+        self.hot.frames_out.increment(0);
+        for reason in ["connection_limit", "ip_connection_limit", "shutting_down"] {
+            counter!("tickgate_handshakes_refused_total", "reason" => reason).increment(0);
+        }
+        for channel in crate::spec::messages::Channel::ALL {
+            counter!("tickgate_events_published_total", "channel" => channel.to_string())
+                .increment(0);
+            gauge!("tickgate_subscribers", "channel" => channel.to_string()).set(0.0);
+        }
+        for code in error_codes() {
+            counter!("tickgate_error_frames_total", "code" => code).increment(0);
+        }
+        for code in crate::protocol::close::CODES {
+            counter!("tickgate_disconnects_total", "code" => code.to_string()).increment(0);
+        }
+        for table in tables {
+            counter!("tickgate_store_rows_written_total", "table" => *table).increment(0);
+            counter!("tickgate_store_rows_dropped_total", "table" => *table).increment(0);
+        }
+        gauge!("tickgate_store_buffered_rows").set(0.0);
+        gauge!("tickgate_store_up").set(0.0);
+        if redis {
+            gauge!("tickgate_redis_up").set(0.0);
+            counter!("tickgate_redis_relay_dropped_total").increment(0);
+            counter!("tickgate_redis_reconnects_total").increment(0);
+            for channel in REDIS_CHANNELS {
+                counter!("tickgate_redis_messages_total", "channel" => channel).increment(0);
+                for reason in ["not_json", "schema", "too_large", "symbol"] {
+                    counter!(
+                        "tickgate_redis_messages_invalid_total",
+                        "channel" => channel,
+                        "reason" => reason
+                    )
+                    .increment(0);
+                }
+            }
+        }
+    }
+
     pub fn connections(&self) -> u64 {
         self.connections.load(Relaxed)
     }
@@ -164,6 +219,34 @@ impl Stats {
             errors_sent: self.errors_sent.load(Relaxed),
         }
     }
+}
+
+/// The `channel` labels of the Redis series.
+const REDIS_CHANNELS: [&str; 5] = [
+    "quotes.realtime",
+    "tickgate.trades",
+    "tickgate.orderbook",
+    "tickgate.private",
+    "other",
+];
+
+/// Every `code` label of `tickgate_error_frames_total`: the v1 error codes
+/// and the market-data stream's (prefixed `usdcop_`), from asyncapi.yaml.
+fn error_codes() -> Vec<String> {
+    let doc: serde_json::Value =
+        serde_json::from_str(crate::spec::ASYNCAPI_JSON).unwrap_or_default();
+    let schemas = &doc["components"]["schemas"];
+    let names = |schema: &str, prefix: &str| -> Vec<String> {
+        schemas[schema]["enum"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|code| code.as_str().map(|code| format!("{prefix}{code}")))
+            .collect()
+    };
+    let mut codes = names("ErrorCode", "");
+    codes.extend(names("UsdcopErrorCode", "usdcop_"));
+    codes
 }
 
 /// Drains the recorder's histogram samples into their buckets every

@@ -211,3 +211,79 @@ async fn rules_of_the_runtime_fail_at_start_naming_the_key() {
         assert!(error.to_string().contains(key), "{key}: {error}");
     }
 }
+
+/// A fresh process (the Prometheus recorder is process-wide, so the other
+/// tests of this binary would have made the series already): every series
+/// docs/http.md documents is in the first scrape, before any connection,
+/// with Redis configured so its series count too.
+#[test]
+fn every_documented_metric_exists_from_the_first_scrape() {
+    let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/http.md"))
+        .expect("docs/http.md");
+    let documented: Vec<&str> = docs
+        .lines()
+        .filter_map(|line| line.strip_prefix("| `tickgate_"))
+        .filter_map(|rest| rest.split(['`', '{']).next())
+        .collect();
+    assert!(
+        documented.len() >= 20,
+        "the metrics table parses: {documented:?}"
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let data = crate::support::temp_dir("metrics");
+    let mut child = binary()
+        .args(["--port", &port.to_string()])
+        .env("TICKGATE_STORE__DATA_DIR", &data)
+        .env("TICKGATE_CANDLES__PORT", "0")
+        .env("TICKGATE_MARKET_STREAM__PORT", "0")
+        .env("TICKGATE_RT_ORCHESTRATOR__PORT", "0")
+        .env("TICKGATE_ENHANCED__PORT", "0")
+        .env("TICKGATE_REDIS__URL", "redis://127.0.0.1:6379")
+        .env(
+            "TICKGATE_REDIS__PREFIX",
+            format!("metrics-{}.", std::process::id()),
+        )
+        .spawn()
+        .expect("starts");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let body = runtime.block_on(async {
+        for _ in 0..100 {
+            if let Ok(response) = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await {
+                return response.text().await.ok();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        None
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    let body = body.expect("GET /metrics answered");
+    let missing: Vec<&&str> = documented
+        .iter()
+        .filter(|name| {
+            !body
+                .lines()
+                .any(|line| line.starts_with(&format!("tickgate_{name}")))
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "not in the first scrape: {missing:?}\n{body}"
+    );
+    // Labelled families come with every label value they can take.
+    for series in [
+        r#"tickgate_disconnects_total{code="1002"} 0"#,
+        r#"tickgate_disconnects_total{code="1007"} 0"#,
+        r#"tickgate_error_frames_total{code="frame_too_large"} 0"#,
+        r#"tickgate_error_frames_total{code="usdcop_RATE_LIMIT_EXCEEDED"} 0"#,
+        r#"tickgate_handshakes_refused_total{reason="shutting_down"} 0"#,
+    ] {
+        assert!(
+            body.lines().any(|line| line == series),
+            "{series} in\n{body}"
+        );
+    }
+}

@@ -78,6 +78,10 @@ pub struct CloseReason {
 pub mod close {
     use super::CloseReason;
 
+    /// Every close code the gateway sends (`NORMAL` and `MARKET_CLOSED`
+    /// share 1000, `AUTH_FAILED` and `MESSAGE_RATE` 1008).
+    pub const CODES: [u16; 10] = [1000, 1001, 1002, 1007, 1008, 1009, 1011, 4000, 4001, 4002];
+
     /// The server ends a connection for no fault of the client's.
     pub const NORMAL: CloseReason = CloseReason {
         code: 1000,

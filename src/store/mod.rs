@@ -20,7 +20,7 @@ use sqlx::{
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
 
-pub use self::writer::{Writer, WriterLimits, WriterStats};
+pub use self::writer::{TABLES, Writer, WriterLimits, WriterStats};
 use crate::{bars::Resolution, config::StoreConfig, event::Symbol};
 
 /// One row of `realtime_market_data`.
@@ -174,7 +174,7 @@ impl Store {
     /// not seen yet (`migrations/sqlite/` or `migrations/postgres/`,
     /// embedded at build time). A database already at the newest version is
     /// left as it is; one made by an earlier tickgate is taken over where it
-    /// stands (see the README, Storage: Migrations).
+    /// stands (see docs/storage.md, Migrations).
     ///
     /// # Errors
     /// The database is unreachable or refuses the DDL; an applied migration

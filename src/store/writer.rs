@@ -41,7 +41,7 @@ pub struct WriterLimits {
     pub ticks: bool,
 }
 
-const TABLES: [&str; 3] = ["realtime_market_data", "market_data", "system_health"];
+pub const TABLES: [&str; 3] = ["realtime_market_data", "market_data", "system_health"];
 const TICKS: usize = 0;
 const BARS: usize = 1;
 const HEALTH: usize = 2;
