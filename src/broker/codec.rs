@@ -355,7 +355,7 @@ pub fn encode(event: &Event, origin: &str, names: &Names) -> Option<(String, Str
                 return None;
             };
             // The v1 frame without its envelope is the `data`.
-            let frame: Value = serde_json::from_str(&v1::encode_event(event, 0)).ok()?;
+            let frame: Value = serde_json::from_str(&v1::encode_event(event, 0)?).ok()?;
             let Value::Object(mut data) = frame else {
                 return None;
             };

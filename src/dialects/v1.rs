@@ -54,7 +54,7 @@ pub fn endpoint(gateway: Arc<Gateway>, dialect: Dialect) -> impl poem::Endpoint 
 struct Shared {
     /// The `system` frame announcing shutdown, encoded once (with one
     /// sequence number) for every connection.
-    shutdown_notice: std::sync::OnceLock<Text>,
+    shutdown_notice: std::sync::OnceLock<Option<Text>>,
 }
 
 /// One connection: what it is subscribed to and who it is.
@@ -123,7 +123,9 @@ impl Handler for Session {
             };
             v1::encode_event(&event, self.gateway.hub.next_seq(&event.topic))
         });
-        self.outbox().push_control(notice.clone());
+        if let Some(notice) = notice {
+            self.outbox().push_control(notice.clone());
+        }
     }
 }
 
@@ -281,7 +283,7 @@ impl Session {
         let reply = v1::encode(&V1ServerFrame::Subscribed {
             channel,
             id,
-            symbol: sub_key.1.as_deref().map(v1::wire_symbol),
+            symbol: sub_key.1.as_deref().and_then(v1::wire_symbol),
         });
         match self
             .gateway
@@ -330,7 +332,7 @@ impl Session {
         let reply = v1::encode(&V1ServerFrame::Unsubscribed {
             channel,
             id,
-            symbol: sub_key.1.as_deref().map(v1::wire_symbol),
+            symbol: sub_key.1.as_deref().and_then(v1::wire_symbol),
         });
         self.gateway
             .hub
@@ -471,7 +473,7 @@ fn welcome(gateway: &Gateway, connection_id: u64) -> Text {
             .symbols()
             .all()
             .iter()
-            .map(|s| v1::wire_symbol(s))
+            .filter_map(|s| v1::wire_symbol(s))
             .collect(),
         timestamp: Timestamp(gateway.clock.now()),
         version: "1.0.0".into(),

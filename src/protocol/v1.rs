@@ -271,14 +271,18 @@ pub fn encode_error(error: &ProtocolError) -> Text {
     })
 }
 
-/// The wire form of a symbol. Symbols are validated where they enter the
-/// gateway (see `hub::Symbols`), so the fallback never shows on the wire.
-pub fn wire_symbol(symbol: &str) -> Symbol {
-    Symbol::try_from(symbol.to_owned()).unwrap_or_else(|error| {
-        tracing::error!(%error, symbol, "invalid symbol reached the v1 encoder");
-        #[allow(clippy::expect_used)]
-        Symbol::try_from("INVALID".to_owned()).expect("a constant 7-character symbol is valid")
-    })
+/// The wire form of a symbol; None (logged) for one the schema refuses.
+/// Symbols are validated where they enter the gateway (`hub::Symbols`, with
+/// the schema's rule), so None means a bug upstream: the frame that would
+/// carry it is not sent, rather than sent with an invented symbol.
+pub fn wire_symbol(symbol: &str) -> Option<Symbol> {
+    match Symbol::try_from(symbol.to_owned()) {
+        Ok(symbol) => Some(symbol),
+        Err(error) => {
+            tracing::error!(%error, symbol, "a symbol the schema refuses reached the v1 encoder; frame not sent");
+            None
+        }
+    }
 }
 
 fn sequence(seq: u64) -> Sequence {
@@ -292,10 +296,15 @@ fn levels(levels: &Levels) -> Vec<PriceLevel> {
         .collect()
 }
 
-fn topic_symbol(event: &Event) -> Symbol {
+/// The symbol of a per-symbol event's topic; None (logged) when its topic
+/// has none, a bug of the source that published it.
+fn topic_symbol(event: &Event) -> Option<Symbol> {
     match &event.topic.key {
         crate::event::TopicKey::Symbol(symbol) => wire_symbol(symbol),
-        _ => wire_symbol("UNKNOWN"),
+        key => {
+            tracing::error!(?key, channel = %event.topic.channel, "a per-symbol event without a symbol; frame not sent");
+            None
+        }
     }
 }
 
@@ -316,14 +325,11 @@ impl super::Encoder for V1 {
         if first && let Some(snapshot) = encode_book_snapshot(event, seq) {
             return Some(snapshot);
         }
-        Some(encode_event(event, seq))
+        encode_event(event, seq)
     }
 
     fn snapshot(&self, event: &Event, seq: u64) -> Option<Text> {
-        match encode_book_snapshot(event, seq) {
-            Some(snapshot) => Some(snapshot),
-            None => Some(encode_event(event, seq)),
-        }
+        encode_book_snapshot(event, seq).or_else(|| encode_event(event, seq))
     }
 
     fn resyncs(&self, channel: Channel) -> bool {
@@ -335,8 +341,10 @@ impl super::Encoder for V1 {
     }
 }
 
-pub fn encode_event(event: &Event, seq: u64) -> Text {
-    encode(&event_frame(event, seq))
+/// The frame of an event; None when the event cannot be one (see
+/// `topic_symbol`).
+pub fn encode_event(event: &Event, seq: u64) -> Option<Text> {
+    event_frame(event, seq).map(|frame| encode(&frame))
 }
 
 /// The `orderbook_snapshot` of the book carried by an order book event.
@@ -349,16 +357,16 @@ pub fn encode_book_snapshot(event: &Event, seq: u64) -> Option<Text> {
         bids: levels(&update.book.bids),
         channel: event.topic.channel,
         seq: sequence(seq),
-        symbol: topic_symbol(event),
+        symbol: topic_symbol(event)?,
         timestamp: Timestamp(event.timestamp),
     }))
 }
 
-fn event_frame(event: &Event, seq: u64) -> V1ServerFrame {
+fn event_frame(event: &Event, seq: u64) -> Option<V1ServerFrame> {
     let channel = event.topic.channel;
     let timestamp = Timestamp(event.timestamp);
     let seq = sequence(seq);
-    match &event.payload {
+    Some(match &event.payload {
         Payload::Tick(tick) => V1ServerFrame::MarketTick {
             ask: tick.ask,
             bid: tick.bid,
@@ -368,7 +376,7 @@ fn event_frame(event: &Event, seq: u64) -> V1ServerFrame {
             price: tick.price,
             seq,
             source: tick.source.to_string(),
-            symbol: topic_symbol(event),
+            symbol: topic_symbol(event)?,
             timestamp,
             volume: tick.volume,
         },
@@ -377,7 +385,7 @@ fn event_frame(event: &Event, seq: u64) -> V1ServerFrame {
             bids: levels(&update.bids),
             channel,
             seq,
-            symbol: topic_symbol(event),
+            symbol: topic_symbol(event)?,
             timestamp,
         },
         Payload::Trade(trade) => V1ServerFrame::Trade {
@@ -386,7 +394,7 @@ fn event_frame(event: &Event, seq: u64) -> V1ServerFrame {
             seq,
             side: trade.side,
             size: trade.size,
-            symbol: topic_symbol(event),
+            symbol: topic_symbol(event)?,
             timestamp,
             trade_id: trade.trade_id,
         },
@@ -399,7 +407,7 @@ fn event_frame(event: &Event, seq: u64) -> V1ServerFrame {
             low: candle.low,
             open: candle.open,
             seq,
-            symbol: topic_symbol(event),
+            symbol: topic_symbol(event)?,
             time: Timestamp(candle.time),
             timestamp,
             volume: candle.volume,
@@ -433,7 +441,7 @@ fn event_frame(event: &Event, seq: u64) -> V1ServerFrame {
             market_price: position.market_price,
             quantity: position.quantity,
             seq,
-            symbol: wire_symbol(&position.symbol),
+            symbol: wire_symbol(&position.symbol)?,
             timestamp,
             unrealized_pnl: position.unrealized_pnl,
             user: topic_user(event),
@@ -448,7 +456,7 @@ fn event_frame(event: &Event, seq: u64) -> V1ServerFrame {
             seq,
             side: order.side,
             status: order.status,
-            symbol: wire_symbol(&order.symbol),
+            symbol: wire_symbol(&order.symbol)?,
             timestamp,
             user: topic_user(event),
         },
@@ -461,7 +469,7 @@ fn event_frame(event: &Event, seq: u64) -> V1ServerFrame {
             title: notification.title.clone(),
             user: topic_user(event),
         },
-    }
+    })
 }
 
 #[cfg(test)]
@@ -481,6 +489,38 @@ mod tests {
             }
             (got, want) => panic!("{input}: got {got:?}, want {want:?}"),
         }
+    }
+
+    #[test]
+    fn an_event_that_cannot_be_a_frame_is_not_sent_with_an_invented_symbol() {
+        use crate::event::{Tick, Topic, TopicKey};
+        let tick = |key: TopicKey| Event {
+            topic: Topic {
+                channel: Channel::MarketData,
+                key,
+            },
+            timestamp: jiff::Timestamp::UNIX_EPOCH,
+            payload: Payload::Tick(Tick {
+                price: 1.0,
+                open: 1.0,
+                high: 1.0,
+                low: 1.0,
+                bid: 1.0,
+                ask: 1.0,
+                size: 1,
+                volume: 1,
+                change: 0.0,
+                change_percent: 0.0,
+                source: "test".into(),
+            }),
+        };
+        let sent = encode_event(&tick(TopicKey::Symbol("AAPL".into())), 1).expect("a frame");
+        assert!(sent.contains(r#""symbol":"AAPL""#), "{sent}");
+        // No symbol on a per-symbol topic, or one the schema refuses: no
+        // frame at all (the old encoder sent "UNKNOWN" and "INVALID").
+        assert_eq!(encode_event(&tick(TopicKey::Global), 1), None);
+        assert_eq!(encode_event(&tick(TopicKey::Symbol("".into())), 1), None);
+        assert_eq!(wire_symbol(&"X".repeat(33)), None);
     }
 
     #[test]
