@@ -53,22 +53,6 @@ pub enum State {
     Shutdown,
 }
 
-impl State {
-    /// The state's name on every wire (seed 001's).
-    pub const fn name(self) -> &'static str {
-        match self {
-            State::Initializing => "initializing",
-            State::WaitingL0 => "waiting_l0",
-            State::CheckingData => "checking_data",
-            State::Ready => "ready",
-            State::Active => "active",
-            State::MarketClosed => "market_closed",
-            State::Error => "error",
-            State::Shutdown => "shutdown",
-        }
-    }
-}
-
 /// The L0 dependency as the REST endpoints report it.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct L0Status {

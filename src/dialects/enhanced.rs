@@ -22,7 +22,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi, OpenApiService, payload::Json};
 
 use crate::{
     calendar::{SessionInfo, SessionStatus},
-    dialects::rt_orchestrator::{OrchestratorError, local},
+    dialects::rt_orchestrator::{OrchestratorError, OrchestratorState, local},
     event::{Payload, Symbol, TopicKey},
     gateway::Gateway,
     hub::Dialect,
@@ -66,8 +66,26 @@ pub struct ServiceInfo {
     /// `enhanced_websocket_service`.
     pub name: String,
     /// The orchestrator's state.
-    pub status: String,
+    pub status: OrchestratorState,
     pub uptime_seconds: u64,
+}
+
+/// `status` of `/health`.
+#[derive(poem_openapi::Enum, Clone, Copy, Debug, PartialEq, Eq)]
+#[oai(rename_all = "lowercase")]
+pub enum EnhancedHealthStatus {
+    Healthy,
+    Degraded,
+}
+
+/// `status` of a market session.
+#[derive(poem_openapi::Enum, Clone, Copy, Debug, PartialEq, Eq)]
+#[oai(rename_all = "lowercase")]
+pub enum SessionState {
+    Open,
+    /// Less than 5 minutes left.
+    Closing,
+    Closed,
 }
 
 /// `GET /health`.
@@ -75,7 +93,7 @@ pub struct ServiceInfo {
 pub struct EnhancedHealth {
     /// `healthy`, or `degraded` (HTTP 503) while the database or a
     /// configured Redis is unreachable.
-    pub status: String,
+    pub status: EnhancedHealthStatus,
     /// `enhanced-websocket-service`.
     pub service: String,
     pub version: String,
@@ -97,7 +115,7 @@ pub enum EnhancedHealthResponse {
 #[derive(Object)]
 pub struct MarketSession {
     /// `open`, `closing` (less than 5 minutes left) or `closed`.
-    pub status: String,
+    pub status: SessionState,
     pub market_open: bool,
     /// `America/Bogota`.
     pub timezone: String,
@@ -141,7 +159,7 @@ pub struct CollectionStatus {
 #[derive(Object)]
 pub struct ServiceStatus {
     /// The orchestrator's state.
-    pub service_status: String,
+    pub service_status: OrchestratorState,
     pub is_running: bool,
     pub l0_integration: L0Integration,
     pub market_session: MarketSession,
@@ -229,12 +247,15 @@ impl EnhancedApi {
         };
         let healthy = database.connected && (!redis.configured || redis.connected);
         let body = EnhancedHealth {
-            status: if healthy { "healthy" } else { "degraded" }.into(),
+            status: match healthy {
+                true => EnhancedHealthStatus::Healthy,
+                false => EnhancedHealthStatus::Degraded,
+            },
             service: "enhanced-websocket-service".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             service_info: ServiceInfo {
                 name: "enhanced_websocket_service".into(),
-                status: state_name(gateway),
+                status: gateway.orchestrator.state().into(),
                 uptime_seconds: gateway.started.elapsed().as_secs(),
             },
             connectivity: ConnectivityReport { database, redis },
@@ -261,7 +282,7 @@ impl EnhancedApi {
         let snapshot = gateway.orchestrator.snapshot();
         let usage = api_key_usage(gateway);
         Json(ServiceStatus {
-            service_status: state_name(gateway),
+            service_status: gateway.orchestrator.state().into(),
             is_running: !gateway.shutdown.is_cancelled(),
             l0_integration: L0Integration {
                 ready_signal_exists: snapshot.l0.signal_exists,
@@ -397,10 +418,6 @@ fn api_key_usage(gateway: &Gateway) -> ApiKeyUsage {
     }
 }
 
-fn state_name(gateway: &Gateway) -> String {
-    gateway.orchestrator.state().name().to_owned()
-}
-
 /// The orchestrated symbol's session now, in the seed's shape.
 fn session(gateway: &Gateway) -> MarketSession {
     let orchestrator = &gateway.orchestrator;
@@ -408,11 +425,10 @@ fn session(gateway: &Gateway) -> MarketSession {
     let zoned = |z: Option<jiff::Zoned>| z.map(|z| z.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string());
     MarketSession {
         status: match info.status {
-            SessionStatus::Open => "open",
-            SessionStatus::Closing => "closing",
-            SessionStatus::Closed => "closed",
-        }
-        .into(),
+            SessionStatus::Open => SessionState::Open,
+            SessionStatus::Closing => SessionState::Closing,
+            SessionStatus::Closed => SessionState::Closed,
+        },
         market_open: info.market_open,
         timezone: info.timezone,
         current_session_start: zoned(info.current_session_start),

@@ -47,12 +47,54 @@ pub fn local(at: jiff::Timestamp, schedule: &Schedule) -> String {
         .to_string()
 }
 
+/// The orchestrator's state, as seed 001 names it.
+#[derive(poem_openapi::Enum, Clone, Copy, Debug, PartialEq, Eq)]
+#[oai(rename_all = "snake_case")]
+pub enum OrchestratorState {
+    Initializing,
+    #[oai(rename = "waiting_l0")]
+    WaitingL0,
+    CheckingData,
+    Ready,
+    Active,
+    MarketClosed,
+    Error,
+    Shutdown,
+}
+
+impl From<State> for OrchestratorState {
+    fn from(state: State) -> Self {
+        match state {
+            State::Initializing => Self::Initializing,
+            State::WaitingL0 => Self::WaitingL0,
+            State::CheckingData => Self::CheckingData,
+            State::Ready => Self::Ready,
+            State::Active => Self::Active,
+            State::MarketClosed => Self::MarketClosed,
+            State::Error => Self::Error,
+            State::Shutdown => Self::Shutdown,
+        }
+    }
+}
+
+/// `status` of the orchestrator's `/health`.
+#[derive(poem_openapi::Enum, Clone, Copy, Debug, PartialEq, Eq)]
+#[oai(rename_all = "lowercase")]
+pub enum HealthStatus {
+    /// Serving (also while waiting for L0 or outside market hours): 200.
+    Healthy,
+    /// The orchestrator is initializing: 503.
+    Starting,
+    /// The store, or a configured Redis, is down: 503.
+    Degraded,
+}
+
 /// `GET /health`.
 #[derive(Object)]
 pub struct OrchestratorHealth {
     /// `healthy` while serving (also while waiting for L0 or outside market
     /// hours); `starting` or `degraded` with HTTP 503.
-    pub status: String,
+    pub status: HealthStatus,
     /// Always `rt-orchestrator`.
     pub service: String,
     pub version: String,
@@ -67,10 +109,8 @@ pub struct OrchestratorHealth {
     pub uptime_seconds: u64,
     /// Time of the newest collected price (UTC), if any.
     pub last_data_timestamp: Option<String>,
-    /// The orchestrator's state (`initializing`, `waiting_l0`,
-    /// `checking_data`, `ready`, `active`, `market_closed`, `error`,
-    /// `shutdown`).
-    pub orchestrator_state: String,
+    /// The orchestrator's state.
+    pub orchestrator_state: OrchestratorState,
 }
 
 #[derive(ApiResponse)]
@@ -267,12 +307,12 @@ impl OrchestratorApi {
         let store_down = gateway.writer.stats().is_down();
         let redis_down = gateway.broker.as_ref().is_some_and(|b| !b.connected());
         let status = match (snapshot.state, store_down || redis_down) {
-            (State::Initializing, _) => "starting",
-            (_, true) => "degraded",
-            _ => "healthy",
+            (State::Initializing, _) => HealthStatus::Starting,
+            (_, true) => HealthStatus::Degraded,
+            _ => HealthStatus::Healthy,
         };
         let body = OrchestratorHealth {
-            status: status.into(),
+            status,
             service: "rt-orchestrator".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             market_hours_active: orchestrator.schedule().is_open(now),
@@ -281,11 +321,13 @@ impl OrchestratorApi {
             websocket_clients_connected: self.streams.connections() as u64,
             uptime_seconds: gateway.started.elapsed().as_secs(),
             last_data_timestamp: snapshot.collection.last_update.map(utc),
-            orchestrator_state: state_name(snapshot.state),
+            orchestrator_state: snapshot.state.into(),
         };
         match status {
-            "healthy" => HealthResponse::Healthy(Json(body)),
-            _ => HealthResponse::Unavailable(Json(body)),
+            HealthStatus::Healthy => HealthResponse::Healthy(Json(body)),
+            HealthStatus::Starting | HealthStatus::Degraded => {
+                HealthResponse::Unavailable(Json(body))
+            }
         }
     }
 
@@ -456,10 +498,6 @@ impl OrchestratorApi {
             })),
         }
     }
-}
-
-fn state_name(state: State) -> String {
-    state.name().to_owned()
 }
 
 /// The OpenAPI service of the RT orchestrator's REST API.
