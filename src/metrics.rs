@@ -1,6 +1,9 @@
 //! Counters of one gateway: exact per-instance numbers for
 //! `GET /api/v1/ws/stats`, mirrored into the process-wide Prometheus recorder
-//! behind `GET /metrics`. Every counter is updated in one place, here.
+//! behind `GET /metrics`. The connection and fan-out counters are updated
+//! here; the broker and the store writer record their own series (named in
+//! docs/http.md), and `Stats::zero_series` makes every documented series
+//! exist from the first scrape.
 
 use std::{
     sync::{
