@@ -39,11 +39,14 @@ use crate::{
     store::{HealthRow, Store, Writer},
 };
 
-/// The orchestrator's states, as seed 001 names them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+/// The orchestrator's states, as seed 001 names them (the same names in
+/// JSON and in the REST documents).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, poem_openapi::Enum)]
 #[serde(rename_all = "snake_case")]
+#[oai(rename = "OrchestratorState", rename_all = "snake_case")]
 pub enum State {
     Initializing,
+    #[oai(rename = "waiting_l0")]
     WaitingL0,
     CheckingData,
     Ready,

@@ -22,11 +22,12 @@ use poem_openapi::{ApiResponse, Object, OpenApi, OpenApiService, payload::Json};
 
 use crate::{
     calendar::{SessionInfo, SessionStatus},
-    dialects::rt_orchestrator::{OrchestratorError, OrchestratorState, local},
+    dialects::rt_orchestrator::{OrchestratorError, local},
     event::{Payload, Symbol, TopicKey},
     gateway::Gateway,
     hub::Dialect,
     market::candles::Resolution,
+    orchestrator::State,
     protocol::{Text, enhanced as codec},
     runtime::{
         driver::{Conn, Handler, Refusal, Rules},
@@ -66,7 +67,7 @@ pub struct ServiceInfo {
     /// `enhanced_websocket_service`.
     pub name: String,
     /// The orchestrator's state.
-    pub status: OrchestratorState,
+    pub status: State,
     pub uptime_seconds: u64,
 }
 
@@ -159,7 +160,7 @@ pub struct CollectionStatus {
 #[derive(Object)]
 pub struct ServiceStatus {
     /// The orchestrator's state.
-    pub service_status: OrchestratorState,
+    pub service_status: State,
     pub is_running: bool,
     pub l0_integration: L0Integration,
     pub market_session: MarketSession,
@@ -255,7 +256,7 @@ impl EnhancedApi {
             version: env!("CARGO_PKG_VERSION").into(),
             service_info: ServiceInfo {
                 name: "enhanced_websocket_service".into(),
-                status: gateway.orchestrator.state().into(),
+                status: gateway.orchestrator.state(),
                 uptime_seconds: gateway.started.elapsed().as_secs(),
             },
             connectivity: ConnectivityReport { database, redis },
@@ -282,7 +283,7 @@ impl EnhancedApi {
         let snapshot = gateway.orchestrator.snapshot();
         let usage = api_key_usage(gateway);
         Json(ServiceStatus {
-            service_status: gateway.orchestrator.state().into(),
+            service_status: gateway.orchestrator.state(),
             is_running: !gateway.shutdown.is_cancelled(),
             l0_integration: L0Integration {
                 ready_signal_exists: snapshot.l0.signal_exists,

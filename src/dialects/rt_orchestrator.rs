@@ -47,36 +47,6 @@ pub fn local(at: jiff::Timestamp, schedule: &Schedule) -> String {
         .to_string()
 }
 
-/// The orchestrator's state, as seed 001 names it.
-#[derive(poem_openapi::Enum, Clone, Copy, Debug, PartialEq, Eq)]
-#[oai(rename_all = "snake_case")]
-pub enum OrchestratorState {
-    Initializing,
-    #[oai(rename = "waiting_l0")]
-    WaitingL0,
-    CheckingData,
-    Ready,
-    Active,
-    MarketClosed,
-    Error,
-    Shutdown,
-}
-
-impl From<State> for OrchestratorState {
-    fn from(state: State) -> Self {
-        match state {
-            State::Initializing => Self::Initializing,
-            State::WaitingL0 => Self::WaitingL0,
-            State::CheckingData => Self::CheckingData,
-            State::Ready => Self::Ready,
-            State::Active => Self::Active,
-            State::MarketClosed => Self::MarketClosed,
-            State::Error => Self::Error,
-            State::Shutdown => Self::Shutdown,
-        }
-    }
-}
-
 /// `status` of the orchestrator's `/health`.
 #[derive(poem_openapi::Enum, Clone, Copy, Debug, PartialEq, Eq)]
 #[oai(rename_all = "lowercase")]
@@ -110,7 +80,7 @@ pub struct OrchestratorHealth {
     /// Time of the newest collected price (UTC), if any.
     pub last_data_timestamp: Option<String>,
     /// The orchestrator's state.
-    pub orchestrator_state: OrchestratorState,
+    pub orchestrator_state: State,
 }
 
 #[derive(ApiResponse)]
@@ -321,7 +291,7 @@ impl OrchestratorApi {
             websocket_clients_connected: self.streams.connections() as u64,
             uptime_seconds: gateway.started.elapsed().as_secs(),
             last_data_timestamp: snapshot.collection.last_update.map(utc),
-            orchestrator_state: snapshot.state.into(),
+            orchestrator_state: snapshot.state,
         };
         match status {
             HealthStatus::Healthy => HealthResponse::Healthy(Json(body)),
