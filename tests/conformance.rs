@@ -710,3 +710,38 @@ async fn a_silent_client_is_closed_by_its_dialects_liveness_rule() {
         );
     }
 }
+
+/// The handshake checks come in one order, the upgrade first: a plain GET
+/// gets 426 on every endpoint, even with what a dialect's own checks would
+/// refuse (a foreign `Origin`, a bad `tickers` list, an unknown symbol).
+#[tokio::test]
+async fn a_request_that_is_not_an_upgrade_gets_426_before_any_dialect_check() {
+    let mut config = config();
+    config.quotes.allowed_origins = vec!["https://app.example".into()];
+    let server = TestServer::start(config).await;
+    let client = reqwest::Client::new();
+    let mut urls: Vec<String> = endpoints(&server)
+        .iter()
+        .map(|e| format!("http://{}{}?tickers=%21%21%21", e.addr, e.path))
+        .collect();
+    urls.push(format!(
+        "http://{}/ws/NOSUCH",
+        server.enhanced_addr.expect("enhanced")
+    ));
+    for url in urls {
+        let response = client
+            .get(&url)
+            .header("Origin", "https://evil.example")
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(response.status().as_u16(), 426, "{url}");
+        assert_eq!(
+            response.headers().get("upgrade").map(|v| v.as_bytes()),
+            Some(&b"websocket"[..]),
+            "{url}"
+        );
+        let body: Value = response.json().await.expect("a JSON body");
+        assert_eq!(body["code"], "upgrade_required", "{url}: {body}");
+    }
+}
