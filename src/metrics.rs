@@ -167,7 +167,12 @@ impl Stats {
             counter!(name).increment(0);
         }
         self.hot.frames_out.increment(0);
-        for reason in ["connection_limit", "ip_connection_limit", "shutting_down"] {
+        for reason in [
+            "connection_limit",
+            "ip_connection_limit",
+            "ip_handshake_rate",
+            "shutting_down",
+        ] {
             counter!("tickgate_handshakes_refused_total", "reason" => reason).increment(0);
         }
         for channel in crate::spec::messages::Channel::ALL {

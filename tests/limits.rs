@@ -357,3 +357,160 @@ async fn private_backlog_past_its_bound_closes_a_slow_consumer() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Every WebSocket listener's URL (v1 and quotes share the main listener and
+/// its per-address count).
+fn websocket_urls(server: &TestServer) -> Vec<String> {
+    vec![
+        server.ws_url(),
+        format!("ws://{}/", server.candles_addr.expect("candles")),
+        format!(
+            "ws://{}/ws/market-data",
+            server.market_stream_addr.expect("8082")
+        ),
+        format!("ws://{}/ws", server.enhanced_addr.expect("enhanced")),
+    ]
+}
+
+/// A handshake's status, `Retry-After` and JSON `code` when refused.
+async fn refused(
+    request: impl tokio_tungstenite::tungstenite::client::IntoClientRequest + Unpin,
+) -> Option<(u16, Option<String>, String)> {
+    match connect_async(request).await {
+        Ok(_) => None,
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            let body: serde_json::Value =
+                serde_json::from_slice(response.body().as_deref().unwrap_or_default())
+                    .expect("a JSON body");
+            let retry = response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            Some((
+                response.status().as_u16(),
+                retry,
+                body["code"].as_str().unwrap_or_default().to_owned(),
+            ))
+        }
+        Err(other) => panic!("handshake failed without a response: {other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_per_address_are_capped_on_every_listener() {
+    let mut config = test_config();
+    config.server.max_connections_per_ip = 2;
+    config.market_stream.max_connections_per_ip = 2;
+    let server = TestServer::start(config).await;
+    for url in websocket_urls(&server) {
+        // At the edge: two open connections from one address.
+        let (first, _) = connect_async(&url).await.expect("first");
+        let (_second, _) = connect_async(&url).await.expect("second");
+        // Past it: 429 with Retry-After.
+        let (status, retry, code) = refused(url.as_str()).await.expect("the third is refused");
+        assert_eq!(status, 429, "{url}");
+        assert!(retry.is_some(), "{url}: Retry-After");
+        let expected = match url.contains("/ws/market-data") {
+            true => "RATE_LIMIT_EXCEEDED",
+            false => "ip_connection_limit",
+        };
+        assert_eq!(code, expected, "{url}");
+        // A slot comes back once a connection is gone.
+        drop(first);
+        let mut again = None;
+        for _ in 0..100 {
+            if refused(url.as_str()).await.is_none() {
+                again = Some(());
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(again.is_some(), "{url}: a slot is free again after a close");
+    }
+    let stats = server.gateway.stats.snapshot();
+    assert!(stats.handshakes_refused >= 4, "{stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshakes_per_address_per_second_are_capped_on_every_listener() {
+    let mut config = test_config();
+    config.server.handshakes_per_ip_per_second = 2;
+    let server = TestServer::start(config).await;
+    for url in websocket_urls(&server) {
+        // Within the burst: two. Then one every 500 ms: of ten handshakes
+        // in a row, one is refused unless each took longer than that (the
+        // assertion needs no timing beyond it).
+        let mut outcomes = Vec::new();
+        for _ in 0..10 {
+            outcomes.push(refused(url.as_str()).await);
+        }
+        assert!(
+            outcomes[..2].iter().all(Option::is_none),
+            "{url}: {outcomes:?}"
+        );
+        let refusal = outcomes
+            .iter()
+            .flatten()
+            .next()
+            .unwrap_or_else(|| panic!("{url}: a handshake past the rate is refused"));
+        assert_eq!(refusal.0, 429, "{url}");
+        let retry: u64 = refusal
+            .1
+            .as_deref()
+            .expect("Retry-After")
+            .parse()
+            .expect("seconds");
+        assert!(retry >= 1, "{url}: {retry}");
+        let expected = match url.contains("/ws/market-data") {
+            // Seed 000's word for every per-address refusal.
+            true => "RATE_LIMIT_EXCEEDED",
+            false => "ip_handshake_rate",
+        };
+        assert_eq!(refusal.2, expected, "{url}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_addresses_count_only_behind_a_trusted_proxy() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let forwarded = |url: &str, client: &str| {
+        let mut request = url.into_client_request().expect("request");
+        request
+            .headers_mut()
+            .insert("x-forwarded-for", client.parse().expect("header"));
+        request
+    };
+    // Untrusted (the default): the header is ignored, both count as 127.0.0.1.
+    let mut config = test_config();
+    config.server.max_connections_per_ip = 1;
+    let server = TestServer::start(config.clone()).await;
+    let url = server.ws_url();
+    let (_a, _) = connect_async(forwarded(&url, "203.0.113.1"))
+        .await
+        .expect("a");
+    let refusal = refused(forwarded(&url, "203.0.113.2")).await;
+    assert_eq!(
+        refusal.map(|r| r.0),
+        Some(429),
+        "a header from anyone is not believed"
+    );
+    drop(server);
+    // Behind a trusted proxy (loopback here): each forwarded client has its
+    // own allowance; a spoofed hop before the proxy's is the one counted.
+    config.server.trusted_proxies = vec!["127.0.0.1".parse().expect("ip")];
+    let server = TestServer::start(config).await;
+    let url = server.ws_url();
+    let (_a, _) = connect_async(forwarded(&url, "203.0.113.1"))
+        .await
+        .expect("a");
+    let (_b, _) = connect_async(forwarded(&url, "203.0.113.2"))
+        .await
+        .expect("b");
+    let refusal = refused(forwarded(&url, "198.51.100.9, 203.0.113.1")).await;
+    assert_eq!(
+        refusal.map(|r| r.0),
+        Some(429),
+        "the rightmost untrusted hop counts"
+    );
+}

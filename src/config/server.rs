@@ -22,6 +22,17 @@ pub struct ServerConfig {
     /// The largest single request header (name + value) accepted; a request
     /// with a larger one gets 431 `header_too_large`. Every listener.
     pub max_header_bytes: usize,
+    /// Open WebSocket connections one client address may hold on each
+    /// listener (8082 has its own: `market_stream.max_connections_per_ip`);
+    /// the handshake beyond it gets 429 with `Retry-After`.
+    pub max_connections_per_ip: usize,
+    /// WebSocket handshakes one client address may make per second on each
+    /// listener (as a burst, too); beyond it 429 with `Retry-After`.
+    pub handshakes_per_ip_per_second: u32,
+    /// Proxies whose `X-Forwarded-For` is believed: a request from one of
+    /// them counts against the address it forwards for (the rightmost one
+    /// that is not itself a trusted proxy). Anyone else's header is ignored.
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 impl Default for ServerConfig {
@@ -33,6 +44,9 @@ impl Default for ServerConfig {
             shutdown_grace_ms: 5000,
             header_timeout_ms: 10_000,
             max_header_bytes: 8192,
+            max_connections_per_ip: 500,
+            handshakes_per_ip_per_second: 50,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -58,6 +72,12 @@ impl ServerConfig {
                 MAX_HEADER_BYTES.start(),
                 MAX_HEADER_BYTES.end()
             ));
+        }
+        if self.max_connections_per_ip == 0 {
+            return Err("server.max_connections_per_ip must be at least 1".into());
+        }
+        if self.handshakes_per_ip_per_second == 0 {
+            return Err("server.handshakes_per_ip_per_second must be at least 1".into());
         }
         Ok(())
     }

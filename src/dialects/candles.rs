@@ -41,6 +41,7 @@ use crate::{
     runtime::{
         driver::{Conn, Handler, Refusal, Rules},
         handshake::upgrade,
+        ip::IpLimits,
         registry::{Entry, Registry},
     },
     spec::messages::{CandlesServerFrame, Channel},
@@ -220,19 +221,25 @@ pub async fn run_broadcaster(gateway: Arc<Gateway>, rooms: Arc<Rooms>) {
 }
 
 /// The routes of the candles listener.
-pub fn routes(gateway: Arc<Gateway>, rooms: Arc<Rooms>, dialect: Dialect) -> impl poem::Endpoint {
+pub fn routes(
+    gateway: Arc<Gateway>,
+    rooms: Arc<Rooms>,
+    dialect: Dialect,
+    ip: Arc<IpLimits>,
+) -> impl poem::Endpoint {
     Route::new()
         .at(PATH, get(endpoint))
         .at("/health", get(health))
         .at("/health/ws-stats", get(ws_stats))
         .data(gateway)
-        .data(Arc::new(Edge { rooms, dialect }))
+        .data(Arc::new(Edge { rooms, dialect, ip }))
 }
 
 /// What the listener's handlers share.
 struct Edge {
     rooms: Arc<Rooms>,
     dialect: Dialect,
+    ip: Arc<IpLimits>,
 }
 
 #[handler]
@@ -241,7 +248,7 @@ fn endpoint(
     Data(gateway): Data<&Arc<Gateway>>,
     Data(edge): Data<&Arc<Edge>>,
 ) -> Response {
-    upgrade(request, gateway, || {
+    upgrade(request, gateway, &edge.ip, || {
         let rules = Rules::standard(
             gateway,
             edge.dialect.clone(),

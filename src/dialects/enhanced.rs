@@ -32,6 +32,7 @@ use crate::{
     runtime::{
         driver::{Conn, Handler, Refusal, Rules},
         handshake::{json_error, upgrade},
+        ip::IpLimits,
         registry::{Entry, Registry},
     },
     spec::messages::Channel,
@@ -467,11 +468,12 @@ pub fn openapi_yaml(gateway: Arc<Gateway>) -> String {
 pub const PATHS: [&str; 2] = ["/ws", "/ws/:symbol"];
 
 /// The listener's routes.
-pub fn routes(gateway: Arc<Gateway>, dialect: Dialect) -> impl Endpoint {
+pub fn routes(gateway: Arc<Gateway>, dialect: Dialect, ip: Arc<IpLimits>) -> impl Endpoint {
     let service = openapi_service(gateway.clone());
     let edge = Arc::new(Edge {
         clients: Arc::default(),
         dialect,
+        ip,
     });
     Route::new()
         .at(PATHS[0], get(stream_all))
@@ -496,7 +498,7 @@ fn stream_all(
     Data(gateway): Data<&Arc<Gateway>>,
     Data(edge): Data<&Arc<Edge>>,
 ) -> Response {
-    upgrade(request, gateway, || {
+    upgrade(request, gateway, &edge.ip, || {
         let symbols: Vec<Symbol> = gateway
             .calendar
             .symbols()
@@ -514,7 +516,7 @@ fn stream_symbol(
     Data(gateway): Data<&Arc<Gateway>>,
     Data(edge): Data<&Arc<Edge>>,
 ) -> Response {
-    upgrade(request, gateway, || {
+    upgrade(request, gateway, &edge.ip, || {
         let bound = gateway
             .calendar
             .symbols()
@@ -542,6 +544,7 @@ struct Edge {
     /// The streams' open connections (`clients_connected`).
     clients: Arc<Registry>,
     dialect: Dialect,
+    ip: Arc<IpLimits>,
 }
 
 fn admitted(

@@ -14,7 +14,6 @@
 
 use std::{
     collections::{BTreeSet, HashMap},
-    net::IpAddr,
     num::NonZeroU32,
     sync::Arc,
     time::Duration,
@@ -24,7 +23,6 @@ use governor::Quota;
 use parking_lot::Mutex;
 use poem::{
     EndpointExt, Request, Response, Route, get, handler,
-    http::StatusCode,
     web::{Data, Json},
 };
 use serde_json::json;
@@ -40,7 +38,8 @@ use crate::{
     },
     runtime::{
         driver::{Conn, Handler, Inbound, Liveness, Refusal, Rules},
-        handshake::{json_error, upgrade},
+        handshake::upgrade,
+        ip::IpLimits,
         registry::{Entry, Registry},
     },
     spec::messages::{Channel, UsdcopErrorCode},
@@ -49,11 +48,10 @@ use crate::{
 /// The stream's path.
 pub const PATH: &str = "/ws/market-data";
 
-/// The open connections of the stream: per client IP (for the per-IP
-/// limit), and their outboxes (for market events and the close).
+/// The open connections of the stream, for market events and the close
+/// (the per-IP limit is the runtime's: `runtime::ip`).
 #[derive(Default)]
 pub struct Streams {
-    per_ip: Mutex<HashMap<IpAddr, usize>>,
     registry: Arc<Registry>,
     /// The `degraded_service` frame while the health monitor reports an
     /// outage: connections opened meanwhile get it first.
@@ -75,44 +73,6 @@ impl Streams {
     pub fn close_all(&self, frame: &Text, reason: CloseReason) {
         self.registry.close_all(Some(frame), reason);
     }
-
-    /// Takes one of `ip`'s connection slots, or None at the limit.
-    fn admit(self: &Arc<Self>, ip: Option<IpAddr>, limit: usize) -> Option<IpSlot> {
-        if let Some(ip) = ip {
-            let mut per_ip = self.per_ip.lock();
-            let open = per_ip.entry(ip).or_default();
-            if *open >= limit {
-                return None;
-            }
-            *open += 1;
-        }
-        Some(IpSlot {
-            streams: self.clone(),
-            ip,
-        })
-    }
-}
-
-/// One connection's slot of its IP's allowance, given back on drop (also
-/// when the handshake fails before the session starts).
-struct IpSlot {
-    streams: Arc<Streams>,
-    ip: Option<IpAddr>,
-}
-
-impl Drop for IpSlot {
-    fn drop(&mut self) {
-        let Some(ip) = self.ip else {
-            return;
-        };
-        let mut per_ip = self.streams.per_ip.lock();
-        if let Some(open) = per_ip.get_mut(&ip) {
-            *open -= 1;
-            if *open == 0 {
-                per_ip.remove(&ip);
-            }
-        }
-    }
 }
 
 /// The listener's routes.
@@ -120,18 +80,24 @@ pub fn routes(
     gateway: Arc<Gateway>,
     streams: Arc<Streams>,
     dialect: Dialect,
+    ip: Arc<IpLimits>,
 ) -> impl poem::Endpoint {
     Route::new()
         .at(PATH, get(endpoint))
         .at("/health", get(health))
         .data(gateway)
-        .data(Arc::new(Edge { streams, dialect }))
+        .data(Arc::new(Edge {
+            streams,
+            dialect,
+            ip,
+        }))
 }
 
 /// What the listener's handlers share.
 struct Edge {
     streams: Arc<Streams>,
     dialect: Dialect,
+    ip: Arc<IpLimits>,
 }
 
 /// The handshake: 429 beyond `max_connections_per_ip`, otherwise as every
@@ -143,25 +109,7 @@ fn endpoint(
     Data(gateway): Data<&Arc<Gateway>>,
     Data(edge): Data<&Arc<Edge>>,
 ) -> Response {
-    upgrade(request, gateway, || {
-        let config = &gateway.config.market_stream;
-        let ip = request
-            .remote_addr()
-            .as_socket_addr()
-            .map(std::net::SocketAddr::ip);
-        let Some(slot) = edge.streams.admit(ip, config.max_connections_per_ip) else {
-            gateway.stats.handshake_refused("ip_connection_limit");
-            let message = format!(
-                "at most {} connections per IP address",
-                config.max_connections_per_ip
-            );
-            return Err(json_error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "RATE_LIMIT_EXCEEDED",
-                &message,
-            )
-            .into());
-        };
+    upgrade(request, gateway, &edge.ip, || {
         let query = request
             .params::<HashMap<String, String>>()
             .unwrap_or_default();
@@ -174,7 +122,7 @@ fn endpoint(
         let rules = rules(gateway, edge.dialect.clone());
         let streams = edge.streams.clone();
         Ok((rules, move |conn: &Conn<'_>| {
-            Session::open(conn, streams, slot, refused)
+            Session::open(conn, streams, refused)
         }))
     })
 }
@@ -218,7 +166,6 @@ struct Session {
     next_heartbeat: Instant,
     streams: Arc<Streams>,
     _entry: Entry,
-    _slot: IpSlot,
 }
 
 impl Handler for Session {
@@ -285,7 +232,7 @@ fn heartbeat_every(config: &crate::config::MarketStreamConfig) -> Duration {
 }
 
 impl Session {
-    fn open(conn: &Conn<'_>, streams: Arc<Streams>, slot: IpSlot, refused: Option<String>) -> Self {
+    fn open(conn: &Conn<'_>, streams: Arc<Streams>, refused: Option<String>) -> Self {
         let gateway = conn.gateway;
         let outbox = conn.outbox();
         let session = Self {
@@ -295,7 +242,6 @@ impl Session {
             unanswered: 0,
             next_heartbeat: Instant::now() + heartbeat_every(&gateway.config.market_stream),
             _entry: streams.registry.enter(conn),
-            _slot: slot,
             streams,
         };
         if let Some(message) = refused {

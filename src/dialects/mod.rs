@@ -11,6 +11,7 @@ use crate::{
     gateway::Gateway,
     hub::TooManyDialects,
     protocol::{self, NoEvents},
+    runtime::ip::IpLimits,
 };
 
 pub mod candles;
@@ -118,10 +119,23 @@ pub fn mount(gateway: &Arc<Gateway>, listeners: &[Listener]) -> Result<Mounted, 
     let usdcop = hub.dialect("usdcop", Arc::new(protocol::usdcop::MarketData))?;
     let candles = hub.dialect("candles", Arc::new(NoEvents))?;
 
-    let quotes_endpoint = quotes::endpoint(gateway.clone(), quotes);
+    // Per-address limits, one set per listener.
+    let server = &gateway.config.server;
+    let ip_limits = |max_open: usize, code: Option<&'static str>| {
+        IpLimits::new(
+            max_open,
+            server.handshakes_per_ip_per_second,
+            server.trusted_proxies.clone(),
+            code,
+        )
+    };
+    let main_ip = ip_limits(server.max_connections_per_ip, None);
+    let quotes_endpoint = quotes::endpoint(gateway.clone(), quotes, main_ip.clone());
     let mut main: Vec<(&'static str, BoxEndpoint<'static>)> = vec![(
         v1::PATH,
-        v1::endpoint(gateway.clone(), v1).map_to_response().boxed(),
+        v1::endpoint(gateway.clone(), v1, main_ip)
+            .map_to_response()
+            .boxed(),
     )];
     for path in quotes::PATHS {
         main.push((path, quotes_endpoint.clone().map_to_response().boxed()));
@@ -141,21 +155,31 @@ pub fn mount(gateway: &Arc<Gateway>, listeners: &[Listener]) -> Result<Mounted, 
                 gateway
                     .tasks
                     .spawn(candles::run_broadcaster(gateway.clone(), rooms.clone()));
-                candles::routes(gateway.clone(), rooms, candles.clone())
+                let ip = ip_limits(server.max_connections_per_ip, None);
+                candles::routes(gateway.clone(), rooms, candles.clone(), ip)
                     .map_to_response()
                     .boxed()
             }
             Listener::MarketStream => {
-                market_stream::routes(gateway.clone(), streams.clone(), usdcop.clone())
+                // Seed 000's own limit and word for it.
+                let ip = ip_limits(
+                    gateway.config.market_stream.max_connections_per_ip,
+                    Some("RATE_LIMIT_EXCEEDED"),
+                );
+                market_stream::routes(gateway.clone(), streams.clone(), usdcop.clone(), ip)
                     .map_to_response()
                     .boxed()
             }
             Listener::RtOrchestrator => rt_orchestrator::routes(gateway.clone(), streams.clone())
                 .map_to_response()
                 .boxed(),
-            Listener::Enhanced => enhanced::routes(gateway.clone(), usdcop.clone())
-                .map_to_response()
-                .boxed(),
+            Listener::Enhanced => enhanced::routes(
+                gateway.clone(),
+                usdcop.clone(),
+                ip_limits(server.max_connections_per_ip, None),
+            )
+            .map_to_response()
+            .boxed(),
         };
         mounted.push((listener, routes));
     }

@@ -3,10 +3,12 @@
 //! 1. a GET with the upgrade headers (`Upgrade: websocket`,
 //!    `Connection: upgrade`, `Sec-WebSocket-Version: 13`, a key), else 426;
 //! 2. the gateway is not shutting down, else 503;
-//! 3. the dialect's own checks (`admit`: its path parameters, query,
+//! 3. the client address's handshake rate and open connections on this
+//!    listener (`runtime::ip`), else 429 with `Retry-After`;
+//! 4. the dialect's own checks (`admit`: its path parameters, query,
 //!    Origin, per-IP slots, a source it needs), each with its status;
-//! 4. one of `server.max_connections` permits, else 503 with `Retry-After`;
-//! 5. 101, and the connection's driver runs as a tracked task.
+//! 5. one of `server.max_connections` permits, else 503 with `Retry-After`;
+//! 6. 101, and the connection's driver runs as a tracked task.
 //!
 //! Done over poem's raw upgrade so the driver owns a tokio-tungstenite
 //! stream: frames stay shared `Utf8Bytes` end to end, and buffer sizes and
@@ -27,7 +29,10 @@ use tokio_tungstenite::{
 };
 use tracing::Instrument;
 
-use super::driver::{self, Conn, Handler, Rules};
+use super::{
+    driver::{self, Conn, Handler, Rules},
+    ip::{IpLimits, IpRefusal},
+};
 use crate::gateway::Gateway;
 
 /// Per-connection read buffer. tungstenite allocates it up front and
@@ -56,7 +61,12 @@ impl From<Response> for Refused {
 /// `admit` returns (the dialect's rules, and what makes its handler once
 /// the connection is open), or answers with the
 /// first check that fails (see the module's doc).
-pub fn upgrade<H, M, F>(request: &Request, gateway: &Arc<Gateway>, admit: F) -> Response
+pub fn upgrade<H, M, F>(
+    request: &Request,
+    gateway: &Arc<Gateway>,
+    ip: &Arc<IpLimits>,
+    admit: F,
+) -> Response
 where
     H: Handler,
     M: FnOnce(&Conn<'_>) -> H + Send + 'static,
@@ -82,6 +92,12 @@ where
             "the gateway is shutting down; reconnect to another instance or retry shortly",
         );
     }
+    let slot = match ip.client_ip(request).map(|addr| ip.admit(addr)) {
+        Some(Ok(slot)) => Some(slot),
+        // No peer address (not a TCP connection): nothing to count.
+        None => None,
+        Some(Err(refusal)) => return ip_refused(gateway, ip, refusal),
+    };
     let (rules, make) = match admit() {
         Ok(admitted) => admitted,
         Err(Refused(response)) => return *response,
@@ -126,6 +142,7 @@ where
     gateway.tasks.spawn(
         async move {
             let _permit = permit;
+            let _slot = slot;
             let Ok(Ok(upgraded)) = tokio::time::timeout(handover, on_upgrade).await else {
                 return;
             };
@@ -144,6 +161,37 @@ where
             derive_accept_key(key.as_bytes()),
         )
         .finish()
+}
+
+/// The 429 of a handshake over its address's limits.
+fn ip_refused(gateway: &Gateway, ip: &IpLimits, refusal: IpRefusal) -> Response {
+    let (reason, message, retry_after) = match refusal {
+        IpRefusal::Open { max } => (
+            "ip_connection_limit",
+            format!("at most {max} connections per IP address; close one or retry later"),
+            1,
+        ),
+        IpRefusal::Rate {
+            per_second,
+            retry_after,
+        } => (
+            "ip_handshake_rate",
+            format!(
+                "at most {per_second} handshakes per second per IP address; retry after the Retry-After delay"
+            ),
+            retry_after.as_secs_f64().ceil().max(1.0) as u64,
+        ),
+    };
+    gateway.stats.handshake_refused(reason);
+    let response = json_error(
+        StatusCode::TOO_MANY_REQUESTS,
+        ip.code.unwrap_or(reason),
+        &message,
+    );
+    match HeaderValue::from_str(&retry_after.to_string()) {
+        Ok(value) => with_header(response, header::RETRY_AFTER, value),
+        Err(_) => response,
+    }
 }
 
 /// The `Sec-WebSocket-Key` of a valid handshake request.

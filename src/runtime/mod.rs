@@ -6,4 +6,5 @@
 pub mod driver;
 pub mod handshake;
 pub mod http;
+pub mod ip;
 pub mod registry;

@@ -43,6 +43,9 @@ pub fn test_config() -> Config {
     config.market_stream.port = 0;
     config.rt_orchestrator.port = 0;
     config.enhanced.port = 0;
+    // Tests connect from one address, many times a second; the per-address
+    // limits have tests of their own (tests/limits.rs).
+    config.server.handshakes_per_ip_per_second = 100_000;
     config
 }
 
