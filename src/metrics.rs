@@ -171,6 +171,7 @@ impl Stats {
             "connection_limit",
             "ip_connection_limit",
             "ip_handshake_rate",
+            "origin_not_allowed",
             "shutting_down",
         ] {
             counter!("tickgate_handshakes_refused_total", "reason" => reason).increment(0);

@@ -514,3 +514,32 @@ async fn forwarded_addresses_count_only_behind_a_trusted_proxy() {
         "the rightmost untrusted hop counts"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_listener_checks_origin_against_its_allowlist() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let allowed = vec!["https://app.example".to_owned()];
+    let mut config = test_config();
+    config.server.allowed_origins = allowed.clone();
+    config.candles.allowed_origins = allowed.clone();
+    config.market_stream.allowed_origins = allowed.clone();
+    config.enhanced.allowed_origins = allowed;
+    let server = TestServer::start(config).await;
+    let from = |url: &str, origin: &str| {
+        let mut request = url.into_client_request().expect("request");
+        request
+            .headers_mut()
+            .insert("origin", origin.parse().expect("header"));
+        request
+    };
+    let mut urls = websocket_urls(&server);
+    urls.push(format!("ws://{}/ws/quotes", server.addr));
+    for url in urls {
+        let refusal = refused(from(&url, "https://evil.example")).await;
+        let (status, _, code) = refusal.unwrap_or_else(|| panic!("{url}: a foreign Origin"));
+        assert_eq!((status, code.as_str()), (403, "origin_not_allowed"), "{url}");
+        assert!(refused(from(&url, "https://app.example")).await.is_none(), "{url}: allowed");
+        // Not a browser: no Origin, no check.
+        assert!(refused(url.as_str()).await.is_none(), "{url}: without Origin");
+    }
+}

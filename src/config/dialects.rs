@@ -42,6 +42,10 @@ pub struct CandlesConfig {
     pub enabled: bool,
     /// Port of its listener (WebSocket at `/`, `/health`, `/health/ws-stats`).
     pub port: u16,
+    /// `Origin` headers allowed to open a WebSocket on this listener; `*`
+    /// allows any (the development default). A request without `Origin`
+    /// (not a browser) is always allowed.
+    pub allowed_origins: Vec<String>,
     /// Symbols a client may subscribe to; others get `Invalid symbol`.
     pub symbols: Vec<String>,
     /// Bars in `initial` when `subscribe` names no `initialBars`.
@@ -58,6 +62,7 @@ impl Default for CandlesConfig {
         Self {
             enabled: true,
             port: 7000,
+            allowed_origins: vec!["*".into()],
             symbols: vec!["BTC/USDT".into()],
             default_initial_bars: 100,
             max_initial_bars: 1000,
@@ -90,6 +95,10 @@ pub struct MarketStreamConfig {
     pub enabled: bool,
     /// Port of its listener (WebSocket at `/ws/market-data`, `GET /health`).
     pub port: u16,
+    /// `Origin` headers allowed to open a WebSocket on this listener; `*`
+    /// allows any (the development default). A request without `Origin`
+    /// (not a browser) is always allowed.
+    pub allowed_origins: Vec<String>,
     /// Interval of `heartbeat` frames.
     pub heartbeat_ms: u64,
     /// Heartbeats in a row a client may leave unanswered; at the next one it
@@ -109,6 +118,7 @@ impl Default for MarketStreamConfig {
         Self {
             enabled: true,
             port: 8082,
+            allowed_origins: vec!["*".into()],
             heartbeat_ms: 30_000,
             missed_heartbeats: 3,
             max_connections_per_ip: 100,
@@ -148,6 +158,10 @@ pub struct EnhancedConfig {
     pub enabled: bool,
     /// Port of its listener.
     pub port: u16,
+    /// `Origin` headers allowed to open a WebSocket on this listener; `*`
+    /// allows any (the development default). A request without `Origin`
+    /// (not a browser) is always allowed.
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for EnhancedConfig {
@@ -155,6 +169,7 @@ impl Default for EnhancedConfig {
         Self {
             enabled: true,
             port: 8080,
+            allowed_origins: vec!["*".into()],
         }
     }
 }

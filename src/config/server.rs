@@ -33,6 +33,11 @@ pub struct ServerConfig {
     /// them counts against the address it forwards for (the rightmost one
     /// that is not itself a trusted proxy). Anyone else's header is ignored.
     pub trusted_proxies: Vec<IpAddr>,
+    /// `Origin` headers allowed to open a WebSocket on this listener (v1 and
+    /// quotes; `quotes.allowed_origins` narrows the quotes stream further);
+    /// `*` allows any (the development default). A request without `Origin`
+    /// (not a browser) is always allowed.
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -47,6 +52,7 @@ impl Default for ServerConfig {
             max_connections_per_ip: 500,
             handshakes_per_ip_per_second: 50,
             trusted_proxies: Vec::new(),
+            allowed_origins: vec!["*".into()],
         }
     }
 }

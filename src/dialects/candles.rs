@@ -40,8 +40,7 @@ use crate::{
     },
     runtime::{
         driver::{Conn, Handler, Refusal, Rules},
-        handshake::upgrade,
-        ip::IpLimits,
+        handshake::{Policy, upgrade},
         registry::{Entry, Registry},
     },
     spec::messages::{CandlesServerFrame, Channel},
@@ -225,21 +224,25 @@ pub fn routes(
     gateway: Arc<Gateway>,
     rooms: Arc<Rooms>,
     dialect: Dialect,
-    ip: Arc<IpLimits>,
+    policy: Arc<Policy>,
 ) -> impl poem::Endpoint {
     Route::new()
         .at(PATH, get(endpoint))
         .at("/health", get(health))
         .at("/health/ws-stats", get(ws_stats))
         .data(gateway)
-        .data(Arc::new(Edge { rooms, dialect, ip }))
+        .data(Arc::new(Edge {
+            rooms,
+            dialect,
+            policy,
+        }))
 }
 
 /// What the listener's handlers share.
 struct Edge {
     rooms: Arc<Rooms>,
     dialect: Dialect,
-    ip: Arc<IpLimits>,
+    policy: Arc<Policy>,
 }
 
 #[handler]
@@ -248,7 +251,7 @@ fn endpoint(
     Data(gateway): Data<&Arc<Gateway>>,
     Data(edge): Data<&Arc<Edge>>,
 ) -> Response {
-    upgrade(request, gateway, &edge.ip, || {
+    upgrade(request, gateway, &edge.policy, || {
         let rules = Rules::standard(
             gateway,
             edge.dialect.clone(),

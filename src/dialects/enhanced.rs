@@ -31,8 +31,7 @@ use crate::{
     protocol::{Text, enhanced as codec},
     runtime::{
         driver::{Conn, Handler, Refusal, Rules},
-        handshake::{json_error, upgrade},
-        ip::IpLimits,
+        handshake::{Policy, json_error, upgrade},
         registry::{Entry, Registry},
     },
     spec::messages::Channel,
@@ -468,12 +467,12 @@ pub fn openapi_yaml(gateway: Arc<Gateway>) -> String {
 pub const PATHS: [&str; 2] = ["/ws", "/ws/:symbol"];
 
 /// The listener's routes.
-pub fn routes(gateway: Arc<Gateway>, dialect: Dialect, ip: Arc<IpLimits>) -> impl Endpoint {
+pub fn routes(gateway: Arc<Gateway>, dialect: Dialect, policy: Arc<Policy>) -> impl Endpoint {
     let service = openapi_service(gateway.clone());
     let edge = Arc::new(Edge {
         clients: Arc::default(),
         dialect,
-        ip,
+        policy,
     });
     Route::new()
         .at(PATHS[0], get(stream_all))
@@ -498,7 +497,7 @@ fn stream_all(
     Data(gateway): Data<&Arc<Gateway>>,
     Data(edge): Data<&Arc<Edge>>,
 ) -> Response {
-    upgrade(request, gateway, &edge.ip, || {
+    upgrade(request, gateway, &edge.policy, || {
         let symbols: Vec<Symbol> = gateway
             .calendar
             .symbols()
@@ -516,7 +515,7 @@ fn stream_symbol(
     Data(gateway): Data<&Arc<Gateway>>,
     Data(edge): Data<&Arc<Edge>>,
 ) -> Response {
-    upgrade(request, gateway, &edge.ip, || {
+    upgrade(request, gateway, &edge.policy, || {
         let bound = gateway
             .calendar
             .symbols()
@@ -544,7 +543,7 @@ struct Edge {
     /// The streams' open connections (`clients_connected`).
     clients: Arc<Registry>,
     dialect: Dialect,
-    ip: Arc<IpLimits>,
+    policy: Arc<Policy>,
 }
 
 fn admitted(

@@ -38,8 +38,7 @@ use crate::{
     },
     runtime::{
         driver::{Conn, Handler, Inbound, Liveness, Refusal, Rules},
-        handshake::upgrade,
-        ip::IpLimits,
+        handshake::{Policy, upgrade},
         registry::{Entry, Registry},
     },
     spec::messages::{Channel, UsdcopErrorCode},
@@ -80,7 +79,7 @@ pub fn routes(
     gateway: Arc<Gateway>,
     streams: Arc<Streams>,
     dialect: Dialect,
-    ip: Arc<IpLimits>,
+    policy: Arc<Policy>,
 ) -> impl poem::Endpoint {
     Route::new()
         .at(PATH, get(endpoint))
@@ -89,7 +88,7 @@ pub fn routes(
         .data(Arc::new(Edge {
             streams,
             dialect,
-            ip,
+            policy,
         }))
 }
 
@@ -97,7 +96,7 @@ pub fn routes(
 struct Edge {
     streams: Arc<Streams>,
     dialect: Dialect,
-    ip: Arc<IpLimits>,
+    policy: Arc<Policy>,
 }
 
 /// The handshake: 429 beyond `max_connections_per_ip`, otherwise as every
@@ -109,7 +108,7 @@ fn endpoint(
     Data(gateway): Data<&Arc<Gateway>>,
     Data(edge): Data<&Arc<Edge>>,
 ) -> Response {
-    upgrade(request, gateway, &edge.ip, || {
+    upgrade(request, gateway, &edge.policy, || {
         let query = request
             .params::<HashMap<String, String>>()
             .unwrap_or_default();

@@ -11,7 +11,7 @@ use crate::{
     gateway::Gateway,
     hub::TooManyDialects,
     protocol::{self, NoEvents},
-    runtime::ip::IpLimits,
+    runtime::{handshake::Policy, ip::IpLimits},
 };
 
 pub mod candles;
@@ -121,19 +121,32 @@ pub fn mount(gateway: &Arc<Gateway>, listeners: &[Listener]) -> Result<Mounted, 
 
     // Per-address limits, one set per listener.
     let server = &gateway.config.server;
-    let ip_limits = |max_open: usize, code: Option<&'static str>| {
-        IpLimits::new(
-            max_open,
-            server.handshakes_per_ip_per_second,
-            server.trusted_proxies.clone(),
-            code,
-        )
+    let policy = |max_open: usize,
+                  code: Option<&'static str>,
+                  origins: &[String],
+                  origins_key: &'static str| {
+        Arc::new(Policy {
+            ip: IpLimits::new(
+                max_open,
+                server.handshakes_per_ip_per_second,
+                server.trusted_proxies.clone(),
+                code,
+            ),
+            origins: origins.to_vec(),
+            origins_key,
+        })
     };
-    let main_ip = ip_limits(server.max_connections_per_ip, None);
-    let quotes_endpoint = quotes::endpoint(gateway.clone(), quotes, main_ip.clone());
+    let config = &gateway.config;
+    let main_policy = policy(
+        server.max_connections_per_ip,
+        None,
+        &server.allowed_origins,
+        "server.allowed_origins",
+    );
+    let quotes_endpoint = quotes::endpoint(gateway.clone(), quotes, main_policy.clone());
     let mut main: Vec<(&'static str, BoxEndpoint<'static>)> = vec![(
         v1::PATH,
-        v1::endpoint(gateway.clone(), v1, main_ip)
+        v1::endpoint(gateway.clone(), v1, main_policy)
             .map_to_response()
             .boxed(),
     )];
@@ -155,18 +168,25 @@ pub fn mount(gateway: &Arc<Gateway>, listeners: &[Listener]) -> Result<Mounted, 
                 gateway
                     .tasks
                     .spawn(candles::run_broadcaster(gateway.clone(), rooms.clone()));
-                let ip = ip_limits(server.max_connections_per_ip, None);
-                candles::routes(gateway.clone(), rooms, candles.clone(), ip)
+                let policy = policy(
+                    server.max_connections_per_ip,
+                    None,
+                    &config.candles.allowed_origins,
+                    "candles.allowed_origins",
+                );
+                candles::routes(gateway.clone(), rooms, candles.clone(), policy)
                     .map_to_response()
                     .boxed()
             }
             Listener::MarketStream => {
                 // Seed 000's own limit and word for it.
-                let ip = ip_limits(
-                    gateway.config.market_stream.max_connections_per_ip,
+                let policy = policy(
+                    config.market_stream.max_connections_per_ip,
                     Some("RATE_LIMIT_EXCEEDED"),
+                    &config.market_stream.allowed_origins,
+                    "market_stream.allowed_origins",
                 );
-                market_stream::routes(gateway.clone(), streams.clone(), usdcop.clone(), ip)
+                market_stream::routes(gateway.clone(), streams.clone(), usdcop.clone(), policy)
                     .map_to_response()
                     .boxed()
             }
@@ -176,7 +196,12 @@ pub fn mount(gateway: &Arc<Gateway>, listeners: &[Listener]) -> Result<Mounted, 
             Listener::Enhanced => enhanced::routes(
                 gateway.clone(),
                 usdcop.clone(),
-                ip_limits(server.max_connections_per_ip, None),
+                policy(
+                    server.max_connections_per_ip,
+                    None,
+                    &config.enhanced.allowed_origins,
+                    "enhanced.allowed_origins",
+                ),
             )
             .map_to_response()
             .boxed(),

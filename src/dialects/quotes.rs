@@ -24,8 +24,7 @@ use crate::{
     protocol::{Text, close},
     runtime::{
         driver::{Conn, Handler, Rules},
-        handshake::{Refused, json_error, upgrade, with_header},
-        ip::IpLimits,
+        handshake::{Policy, Refused, json_error, upgrade, with_header},
         registry::{Entry, Registry},
     },
     spec::messages::Channel,
@@ -40,14 +39,18 @@ pub const PATHS: [&str; 4] = ["/ws/quotes", "/ws", "/v1/ws/quotes", "/v1/ws"];
 /// list, 503 while a configured Redis is down, otherwise as every dialect.
 ///
 /// Starts the task that closes every stream when a configured Redis fails.
-pub fn endpoint(gateway: Arc<Gateway>, dialect: Dialect, ip: Arc<IpLimits>) -> Arc<impl Endpoint> {
+pub fn endpoint(
+    gateway: Arc<Gateway>,
+    dialect: Dialect,
+    policy: Arc<Policy>,
+) -> Arc<impl Endpoint> {
     let registry = Arc::new(Registry::default());
     if gateway.broker.is_some() {
         let task = watch_redis(gateway.clone(), registry.clone());
         gateway.tasks.spawn(task);
     }
     Arc::new(poem::endpoint::make_sync(move |request: Request| {
-        upgrade(&request, &gateway, &ip, || {
+        upgrade(&request, &gateway, &policy, || {
             let tickers = admit(&request, &gateway)?;
             let registry = registry.clone();
             let rules = Rules::standard(

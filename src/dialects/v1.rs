@@ -18,8 +18,7 @@ use crate::{
     },
     runtime::{
         driver::{Conn, Handler, Refusal, Rules},
-        handshake::upgrade,
-        ip::IpLimits,
+        handshake::{Policy, upgrade},
     },
     spec::{
         Timestamp,
@@ -39,11 +38,15 @@ pub const PATH: &str = "/api/v1/ws/v1";
 
 /// `GET /api/v1/ws/v1`: the v1 endpoint, as a poem endpoint holding the
 /// dialect's shared state.
-pub fn endpoint(gateway: Arc<Gateway>, dialect: Dialect, ip: Arc<IpLimits>) -> impl poem::Endpoint {
+pub fn endpoint(
+    gateway: Arc<Gateway>,
+    dialect: Dialect,
+    policy: Arc<Policy>,
+) -> impl poem::Endpoint {
     let shared = Arc::new(Shared::default());
     poem::endpoint::make_sync(move |request| {
         let shared = shared.clone();
-        upgrade(&request, &gateway, &ip, || {
+        upgrade(&request, &gateway, &policy, || {
             let rules = Rules::standard(&gateway, dialect.clone(), gateway.outbox_limits.clone());
             Ok((rules, move |conn: &Conn<'_>| Session::open(conn, shared)))
         })

@@ -3,12 +3,13 @@
 //! 1. a GET with the upgrade headers (`Upgrade: websocket`,
 //!    `Connection: upgrade`, `Sec-WebSocket-Version: 13`, a key), else 426;
 //! 2. the gateway is not shutting down, else 503;
-//! 3. the client address's handshake rate and open connections on this
+//! 3. the listener's `Origin` allowlist, else 403;
+//! 4. the client address's handshake rate and open connections on this
 //!    listener (`runtime::ip`), else 429 with `Retry-After`;
-//! 4. the dialect's own checks (`admit`: its path parameters, query,
+//! 5. the dialect's own checks (`admit`: its path parameters, query,
 //!    Origin, per-IP slots, a source it needs), each with its status;
-//! 5. one of `server.max_connections` permits, else 503 with `Retry-After`;
-//! 6. 101, and the connection's driver runs as a tracked task.
+//! 6. one of `server.max_connections` permits, else 503 with `Retry-After`;
+//! 7. 101, and the connection's driver runs as a tracked task.
 //!
 //! Done over poem's raw upgrade so the driver owns a tokio-tungstenite
 //! stream: frames stay shared `Utf8Bytes` end to end, and buffer sizes and
@@ -48,6 +49,36 @@ const READ_BUFFER: usize = 512;
 /// connection leave in writes of up to this size.
 const WRITE_BUFFER: usize = 64 * 1024;
 
+/// What one listener admits before any dialect check: the `Origin`
+/// allowlist and the per-address limits.
+pub struct Policy {
+    pub ip: Arc<IpLimits>,
+    /// `Origin` values allowed; `*` allows any.
+    pub origins: Vec<String>,
+    /// The setting that holds `origins`, named in the refusal.
+    pub origins_key: &'static str,
+}
+
+impl Policy {
+    /// 403 `origin_not_allowed` for a browser whose `Origin` is not
+    /// allowed; None otherwise (also without an `Origin` header).
+    fn check_origin(&self, request: &Request) -> Option<Response> {
+        let origin = request.headers().get(header::ORIGIN)?;
+        let origin = origin.to_str().unwrap_or_default();
+        if self.origins.iter().any(|o| o == "*" || o == origin) {
+            return None;
+        }
+        Some(json_error(
+            StatusCode::FORBIDDEN,
+            "origin_not_allowed",
+            &format!(
+                "this Origin may not open a WebSocket on this listener; add it to {}",
+                self.origins_key
+            ),
+        ))
+    }
+}
+
 /// A dialect's refusal of a handshake: the response to send instead of 101.
 pub struct Refused(Box<Response>);
 
@@ -64,7 +95,7 @@ impl From<Response> for Refused {
 pub fn upgrade<H, M, F>(
     request: &Request,
     gateway: &Arc<Gateway>,
-    ip: &Arc<IpLimits>,
+    policy: &Policy,
     admit: F,
 ) -> Response
 where
@@ -92,6 +123,11 @@ where
             "the gateway is shutting down; reconnect to another instance or retry shortly",
         );
     }
+    if let Some(refused) = policy.check_origin(request) {
+        gateway.stats.handshake_refused("origin_not_allowed");
+        return refused;
+    }
+    let ip = &policy.ip;
     let slot = match ip.client_ip(request).map(|addr| ip.admit(addr)) {
         Some(Ok(slot)) => Some(slot),
         // No peer address (not a TCP connection): nothing to count.
