@@ -537,9 +537,19 @@ async fn every_listener_checks_origin_against_its_allowlist() {
     for url in urls {
         let refusal = refused(from(&url, "https://evil.example")).await;
         let (status, _, code) = refusal.unwrap_or_else(|| panic!("{url}: a foreign Origin"));
-        assert_eq!((status, code.as_str()), (403, "origin_not_allowed"), "{url}");
-        assert!(refused(from(&url, "https://app.example")).await.is_none(), "{url}: allowed");
+        assert_eq!(
+            (status, code.as_str()),
+            (403, "origin_not_allowed"),
+            "{url}"
+        );
+        assert!(
+            refused(from(&url, "https://app.example")).await.is_none(),
+            "{url}: allowed"
+        );
         // Not a browser: no Origin, no check.
-        assert!(refused(url.as_str()).await.is_none(), "{url}: without Origin");
+        assert!(
+            refused(url.as_str()).await.is_none(),
+            "{url}: without Origin"
+        );
     }
 }

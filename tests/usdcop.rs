@@ -561,3 +561,31 @@ async fn an_unreachable_upstream_enters_error_and_recovers_with_backoff() {
     )
     .await;
 }
+
+/// Seed 001's `/health` reads the background probe: with the probe
+/// interval an hour, thirty requests all report the same probe (its
+/// `checked_at`), so none of them pinged the database or Redis or listed the
+/// disks itself; and the report is still the real one (database connected).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_reads_the_background_probe_and_opens_nothing() {
+    let server = TestServer::start(config(MARKET_OPEN, false, |c| {
+        c.enhanced.health_probe_ms = 3_600_000;
+    }))
+    .await;
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..30 {
+        let (status, _, health) = get(enhanced(&server, "/health")).await;
+        assert_eq!(status, 200, "{health}");
+        assert_eq!(
+            health["connectivity"]["database"]["connected"], true,
+            "{health}"
+        );
+        seen.insert(
+            health["connectivity"]["checked_at"]
+                .as_str()
+                .expect("checked_at")
+                .to_owned(),
+        );
+    }
+    assert_eq!(seen.len(), 1, "every request read the one probe: {seen:?}");
+}

@@ -162,6 +162,9 @@ pub struct EnhancedConfig {
     /// allows any (the development default). A request without `Origin`
     /// (not a browser) is always allowed.
     pub allowed_origins: Vec<String>,
+    /// How often `/health`'s connectivity and resource figures are
+    /// refreshed by a background probe (health requests only read them).
+    pub health_probe_ms: u64,
 }
 
 impl Default for EnhancedConfig {
@@ -170,6 +173,16 @@ impl Default for EnhancedConfig {
             enabled: true,
             port: 8080,
             allowed_origins: vec!["*".into()],
+            health_probe_ms: 2000,
         }
+    }
+}
+
+impl EnhancedConfig {
+    pub(super) fn check(&self) -> Result<(), String> {
+        if !(100..=3_600_000).contains(&self.health_probe_ms) {
+            return Err("enhanced.health_probe_ms must be between 100 and 3600000".into());
+        }
+        Ok(())
     }
 }

@@ -142,6 +142,7 @@ impl Config {
             .and_then(|()| self.simulator.check())
             .and_then(|()| self.candles.check())
             .and_then(|()| self.quotes.check())
+            .and_then(|()| self.enhanced.check())
             .and_then(|()| self.store.check())
             .and_then(|()| self.upstream.twelvedata.check())
             .and_then(|()| self.auth.check_algorithm())

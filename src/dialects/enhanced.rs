@@ -12,7 +12,6 @@
 
 use std::sync::Arc;
 
-use parking_lot::Mutex;
 use poem::{
     Endpoint, EndpointExt, Request, Response, Route, get, handler,
     http::StatusCode,
@@ -38,7 +37,7 @@ use crate::{
 };
 
 /// `connectivity.*` of `/health`.
-#[derive(Object)]
+#[derive(Object, Clone)]
 pub struct Connectivity {
     pub connected: bool,
     /// Round trip of a ping, when connected.
@@ -47,14 +46,19 @@ pub struct Connectivity {
     pub configured: bool,
 }
 
-#[derive(Object)]
+#[derive(Object, Clone)]
 pub struct ConnectivityReport {
     pub database: Connectivity,
     pub redis: Connectivity,
+    /// When the probe behind this report ran (RFC 3339, UTC, to the
+    /// nanosecond): health requests read
+    /// the newest probe, refreshed in the background every
+    /// `enhanced.health_probe_ms`; no request opens a connection itself.
+    pub checked_at: String,
 }
 
 /// Whole-machine usage, read from the OS.
-#[derive(Object)]
+#[derive(Object, Clone)]
 pub struct SystemResources {
     pub cpu_percent: f64,
     pub memory_percent: f64,
@@ -201,7 +205,82 @@ pub enum EnhancedTags {
 
 pub struct EnhancedApi {
     gateway: Arc<Gateway>,
-    system: Mutex<sysinfo::System>,
+    /// The newest probe of the database, Redis and the machine.
+    probes: tokio::sync::watch::Receiver<Option<Probe>>,
+}
+
+/// What `/health` reports of the outside world, as the probe task last
+/// saw it.
+#[derive(Clone)]
+pub struct Probe {
+    connectivity: ConnectivityReport,
+    resources: SystemResources,
+}
+
+/// Probes the database, Redis and the machine every
+/// `enhanced.health_probe_ms` until shutdown, for `/health` to read.
+async fn run_probes(gateway: Arc<Gateway>, probes: tokio::sync::watch::Sender<Option<Probe>>) {
+    let every = std::time::Duration::from_millis(gateway.config.enhanced.health_probe_ms);
+    let mut timer = tokio::time::interval(every);
+    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut system = sysinfo::System::new();
+    loop {
+        tokio::select! {
+            () = gateway.shutdown.cancelled() => return,
+            _ = timer.tick() => {}
+        }
+        let connectivity = connectivity(&gateway).await;
+        let data_dir = gateway.config.store.data_dir.clone();
+        // The disk list is a walk of the mount table: off the runtime.
+        let read = tokio::task::spawn_blocking(move || {
+            let resources = resources(&mut system, &data_dir);
+            (system, resources)
+        })
+        .await;
+        let Ok((back, resources)) = read else {
+            return;
+        };
+        system = back;
+        probes.send_replace(Some(Probe {
+            connectivity,
+            resources,
+        }));
+    }
+}
+
+async fn connectivity(gateway: &Gateway) -> ConnectivityReport {
+    let database = match gateway.writer.store().ping().await {
+        Ok(elapsed) => Connectivity {
+            connected: true,
+            response_time_ms: Some(elapsed.as_millis() as u64),
+            configured: true,
+        },
+        Err(_) => Connectivity {
+            connected: false,
+            response_time_ms: None,
+            configured: true,
+        },
+    };
+    let redis = match &gateway.broker {
+        Some(broker) => {
+            let ping = broker.ping().await;
+            Connectivity {
+                connected: ping.is_some(),
+                response_time_ms: ping.map(|d| d.as_millis() as u64),
+                configured: true,
+            }
+        }
+        None => Connectivity {
+            connected: false,
+            response_time_ms: None,
+            configured: false,
+        },
+    };
+    ConnectivityReport {
+        database,
+        redis,
+        checked_at: gateway.clock.now().to_string(),
+    }
 }
 
 #[OpenApi]
@@ -219,33 +298,42 @@ impl EnhancedApi {
     )]
     async fn health(&self) -> EnhancedHealthResponse {
         let gateway = &self.gateway;
-        let database = match gateway.writer.store().ping().await {
-            Ok(elapsed) => Connectivity {
-                connected: true,
-                response_time_ms: Some(elapsed.as_millis() as u64),
-                configured: true,
-            },
-            Err(_) => Connectivity {
-                connected: false,
-                response_time_ms: None,
-                configured: true,
-            },
+        let mut probes = self.probes.clone();
+        // Only before the first probe has finished (the first seconds of a
+        // start) does a request wait, and not for long.
+        let probe = match tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            probes.wait_for(Option::is_some),
+        )
+        .await
+        {
+            Ok(Ok(probe)) => probe.clone(),
+            _ => None,
         };
-        let redis = match &gateway.broker {
-            Some(broker) => {
-                let ping = broker.ping().await;
-                Connectivity {
-                    connected: ping.is_some(),
-                    response_time_ms: ping.map(|d| d.as_millis() as u64),
-                    configured: true,
-                }
-            }
-            None => Connectivity {
-                connected: false,
-                response_time_ms: None,
-                configured: false,
-            },
+        let (connectivity, resources) = match probe {
+            Some(probe) => (probe.connectivity, probe.resources),
+            None => (
+                ConnectivityReport {
+                    database: Connectivity {
+                        connected: false,
+                        response_time_ms: None,
+                        configured: true,
+                    },
+                    redis: Connectivity {
+                        connected: false,
+                        response_time_ms: None,
+                        configured: gateway.broker.is_some(),
+                    },
+                    checked_at: gateway.clock.now().to_string(),
+                },
+                SystemResources {
+                    cpu_percent: 0.0,
+                    memory_percent: 0.0,
+                    disk_percent: 0.0,
+                },
+            ),
         };
+        let (database, redis) = (&connectivity.database, &connectivity.redis);
         let healthy = database.connected && (!redis.configured || redis.connected);
         let body = EnhancedHealth {
             status: match healthy {
@@ -259,8 +347,8 @@ impl EnhancedApi {
                 status: gateway.orchestrator.state(),
                 uptime_seconds: gateway.started.elapsed().as_secs(),
             },
-            connectivity: ConnectivityReport { database, redis },
-            system_resources: self.resources(),
+            connectivity,
+            system_resources: resources,
         };
         match healthy {
             true => EnhancedHealthResponse::Healthy(Json(body)),
@@ -377,35 +465,31 @@ impl EnhancedApi {
     }
 }
 
-impl EnhancedApi {
-    fn resources(&self) -> SystemResources {
-        let mut system = self.system.lock();
-        system.refresh_cpu_usage();
-        system.refresh_memory();
-        let memory = match system.total_memory() {
+/// The machine's CPU, memory and the data directory's disk usage.
+fn resources(system: &mut sysinfo::System, data_dir: &std::path::Path) -> SystemResources {
+    system.refresh_cpu_usage();
+    system.refresh_memory();
+    let memory = match system.total_memory() {
+        0 => 0.0,
+        total => system.used_memory() as f64 * 100.0 / total as f64,
+    };
+    let cpu = f64::from(system.global_cpu_usage());
+    let data_dir = std::fs::canonicalize(data_dir).unwrap_or_else(|_| "/".into());
+    let disks = sysinfo::Disks::new_with_refreshed_list();
+    let disk = disks
+        .list()
+        .iter()
+        .filter(|d| data_dir.starts_with(d.mount_point()))
+        .max_by_key(|d| d.mount_point().as_os_str().len())
+        .map_or(0.0, |d| match d.total_space() {
             0 => 0.0,
-            total => system.used_memory() as f64 * 100.0 / total as f64,
-        };
-        let cpu = f64::from(system.global_cpu_usage());
-        drop(system);
-        let data_dir = std::fs::canonicalize(&self.gateway.config.store.data_dir)
-            .unwrap_or_else(|_| "/".into());
-        let disks = sysinfo::Disks::new_with_refreshed_list();
-        let disk = disks
-            .list()
-            .iter()
-            .filter(|d| data_dir.starts_with(d.mount_point()))
-            .max_by_key(|d| d.mount_point().as_os_str().len())
-            .map_or(0.0, |d| match d.total_space() {
-                0 => 0.0,
-                total => (total - d.available_space()) as f64 * 100.0 / total as f64,
-            });
-        let round = |v: f64| (v * 10.0).round() / 10.0;
-        SystemResources {
-            cpu_percent: round(cpu),
-            memory_percent: round(memory),
-            disk_percent: round(disk),
-        }
+            total => (total - d.available_space()) as f64 * 100.0 / total as f64,
+        });
+    let round = |v: f64| (v * 10.0).round() / 10.0;
+    SystemResources {
+        cpu_percent: round(cpu),
+        memory_percent: round(memory),
+        disk_percent: round(disk),
     }
 }
 
@@ -441,12 +525,12 @@ fn session(gateway: &Gateway) -> MarketSession {
 }
 
 /// The OpenAPI service of seed 001's REST endpoints.
-pub fn openapi_service(gateway: Arc<Gateway>) -> OpenApiService<EnhancedApi, ()> {
+pub fn openapi_service(
+    gateway: Arc<Gateway>,
+    probes: tokio::sync::watch::Receiver<Option<Probe>>,
+) -> OpenApiService<EnhancedApi, ()> {
     OpenApiService::new(
-        EnhancedApi {
-            gateway,
-            system: Mutex::new(sysinfo::System::new()),
-        },
+        EnhancedApi { gateway, probes },
         "tickgate enhanced WebSocket service API (seed 001)",
         "4.0.0",
     )
@@ -460,15 +544,20 @@ pub fn openapi_service(gateway: Arc<Gateway>) -> OpenApiService<EnhancedApi, ()>
 
 /// The OpenAPI document (committed as `openapi.enhanced.yaml`).
 pub fn openapi_yaml(gateway: Arc<Gateway>) -> String {
-    openapi_service(gateway).spec_yaml()
+    let (_, probes) = tokio::sync::watch::channel(None);
+    openapi_service(gateway, probes).spec_yaml()
 }
 
 /// The streams' paths: every calendar-bound symbol, and one of them.
 pub const PATHS: [&str; 2] = ["/ws", "/ws/:symbol"];
 
 /// The listener's routes.
+///
+/// Starts the task that probes what `/health` reports.
 pub fn routes(gateway: Arc<Gateway>, dialect: Dialect, policy: Arc<Policy>) -> impl Endpoint {
-    let service = openapi_service(gateway.clone());
+    let (probe, probes) = tokio::sync::watch::channel(None);
+    gateway.tasks.spawn(run_probes(gateway.clone(), probe));
+    let service = openapi_service(gateway.clone(), probes);
     let edge = Arc::new(Edge {
         clients: Arc::default(),
         dialect,
