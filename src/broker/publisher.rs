@@ -20,8 +20,10 @@ use super::{
 };
 use crate::{event::Event, sources::Relay};
 
-/// Events queued for publishing; beyond it relays are dropped and counted
-/// (local delivery is unaffected).
+/// Events queued for publishing. The relay never waits for room: beyond
+/// the bound (and while Redis is down) an event is not relayed, and is
+/// counted in `relay_dropped` and `tickgate_redis_relay_dropped_total`;
+/// local delivery is unaffected.
 pub(super) const QUEUE: usize = 65_536;
 
 /// Most messages one pipeline carries.
@@ -173,5 +175,64 @@ impl Relay for Broker {
         if self.outgoing.try_send((channel, payload)).is_err() {
             self.count_dropped(1);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        config::RedisConfig,
+        event::{Payload, Tick, Topic},
+        spec::messages::Channel,
+    };
+
+    fn tick(n: usize) -> Event {
+        let price = 100.0 + n as f64 / 1000.0;
+        Event {
+            topic: Topic::symbol(Channel::MarketData, "AAPL".into()),
+            timestamp: jiff::Timestamp::UNIX_EPOCH,
+            payload: Payload::Tick(Tick {
+                price,
+                open: 100.0,
+                high: price,
+                low: 100.0,
+                bid: price,
+                ask: price,
+                size: 1,
+                volume: n as u64,
+                change: 0.0,
+                change_percent: 0.0,
+                source: "test".into(),
+            }),
+        }
+    }
+
+    /// No task drains the queue here, so every relay past `QUEUE` finds it
+    /// full: it returns at once, and the event is counted as dropped.
+    #[test]
+    fn relays_past_the_bound_are_dropped_and_counted() {
+        let config = RedisConfig {
+            url: Some("redis://127.0.0.1:6379".into()),
+            cluster_nodes: Vec::new(),
+            prefix: String::new(),
+        };
+        let broker = Broker::from_config(&config)
+            .expect("a valid URL")
+            .expect("a broker");
+        // While disconnected nothing is queued: each event is a drop.
+        broker.relay(&tick(0));
+        assert_eq!(broker.stats().relay_dropped(), 1);
+        assert_eq!(broker.outgoing.capacity(), QUEUE);
+
+        broker.set_connected(true);
+        const PAST: usize = 5;
+        for n in 0..QUEUE + PAST {
+            broker.relay(&tick(n));
+        }
+        assert_eq!(broker.outgoing.capacity(), 0, "the queue is full");
+        assert_eq!(broker.outgoing.max_capacity(), QUEUE);
+        assert_eq!(broker.stats().relay_dropped(), 1 + PAST as u64);
+        assert_eq!(broker.stats().published(), 0);
     }
 }
