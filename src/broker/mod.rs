@@ -46,7 +46,7 @@ use crate::{
     sources::Ingest,
 };
 
-pub use codec::{Inbound, Invalid, decode};
+pub use codec::{Inbound, Invalid, SchemaError, decode};
 
 /// Largest message accepted from Redis.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
@@ -81,6 +81,8 @@ impl Names {
 pub enum BrokerError {
     #[error("invalid redis.url or redis.cluster_nodes: {0}")]
     Url(#[from] redis::RedisError),
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
 }
 
 /// Counters of one broker (also exported as Prometheus metrics).
@@ -140,9 +142,15 @@ impl Broker {
     /// A broker for `config`: `redis.cluster_nodes` when set, else
     /// `redis.url` (not connected until `spawn`). None when neither is set.
     ///
+    /// The schemas Redis messages are validated against are compiled first,
+    /// with or without Redis: they are built into the binary, so a broken
+    /// one is a defect of the build, reported at the first start.
+    ///
     /// # Errors
-    /// An unusable URL.
+    /// A schema Redis messages are validated against that is missing or does
+    /// not compile (`SchemaError`), or an unusable URL.
     pub fn from_config(config: &RedisConfig) -> Result<Option<Arc<Self>>, BrokerError> {
+        codec::check_schemas()?;
         let backend = if !config.cluster_nodes.is_empty() {
             let nodes = config
                 .cluster_nodes
