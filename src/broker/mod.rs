@@ -135,7 +135,12 @@ pub struct Broker {
     /// Books of symbols fed through Redis.
     books: Mutex<HashMap<Symbol, Book>>,
     stats: BrokerStats,
+    /// When an invalid message was last logged: milliseconds since
+    /// `started` on tokio's monotonic clock (`subscriber::NEVER_LOGGED`
+    /// before the first).
     last_invalid_log: AtomicU64,
+    /// When the broker was made: the origin of `last_invalid_log`.
+    started: tokio::time::Instant,
 }
 
 impl Broker {
@@ -175,7 +180,8 @@ impl Broker {
             latest: Mutex::new(HashMap::new()),
             books: Mutex::new(HashMap::new()),
             stats: BrokerStats::default(),
-            last_invalid_log: AtomicU64::new(0),
+            last_invalid_log: AtomicU64::new(subscriber::NEVER_LOGGED),
+            started: tokio::time::Instant::now(),
         })))
     }
 

@@ -21,6 +21,12 @@ use super::{
 };
 use crate::sources::Ingest;
 
+/// `Broker::last_invalid_log` before the first invalid message is logged.
+pub(super) const NEVER_LOGGED: u64 = u64::MAX;
+
+/// Least time between two log lines about invalid messages.
+const INVALID_LOG_EVERY_MS: u64 = 1000;
+
 impl Broker {
     /// Subscribes to every channel and feeds what arrives to the core,
     /// resubscribing with backoff after a loss.
@@ -258,6 +264,22 @@ impl Broker {
         }
     }
 
+    /// Whether an invalid message seen at `now` gets a log line, and if so
+    /// claims it: at most one line per second, so a flood of garbage does
+    /// not become a flood of logs. Monotonic time: a wall-clock step must
+    /// neither silence the log nor let a burst through.
+    fn invalid_log_due(&self, now: tokio::time::Instant) -> bool {
+        let now = u64::try_from(now.saturating_duration_since(self.started).as_millis())
+            .unwrap_or(u64::MAX)
+            .min(NEVER_LOGGED - 1);
+        let last = self.last_invalid_log.load(Ordering::Relaxed);
+        (last == NEVER_LOGGED || now.saturating_sub(last) >= INVALID_LOG_EVERY_MS)
+            && self
+                .last_invalid_log
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
+
     fn invalid(&self, channel: &str, invalid: &Invalid) {
         self.stats.invalid.fetch_add(1, Ordering::Relaxed);
         metrics::counter!(
@@ -266,16 +288,7 @@ impl Broker {
             "reason" => invalid.reason
         )
         .increment(1);
-        // At most one log line per second: a flood of garbage must not
-        // become a flood of logs.
-        let now = jiff::Timestamp::now().as_millisecond().unsigned_abs();
-        let last = self.last_invalid_log.load(Ordering::Relaxed);
-        if now.saturating_sub(last) >= 1000
-            && self
-                .last_invalid_log
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
+        if self.invalid_log_due(tokio::time::Instant::now()) {
             tracing::warn!(
                 channel,
                 reason = invalid.reason,
@@ -284,5 +297,35 @@ impl Broker {
                 "invalid Redis message dropped (tickgate_redis_messages_invalid_total)"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::RedisConfig;
+
+    #[test]
+    fn invalid_messages_are_logged_at_most_once_a_second() {
+        let config = RedisConfig {
+            url: Some("redis://127.0.0.1:6379".into()),
+            cluster_nodes: Vec::new(),
+            prefix: String::new(),
+        };
+        let broker = Broker::from_config(&config)
+            .expect("a valid URL")
+            .expect("a broker");
+        let start = broker.started;
+        let at = |ms| start + Duration::from_millis(ms);
+        // The first one is logged at once, even right after the start.
+        assert!(broker.invalid_log_due(at(0)));
+        assert!(!broker.invalid_log_due(at(1)));
+        assert!(!broker.invalid_log_due(at(999)));
+        assert!(broker.invalid_log_due(at(1000)));
+        assert!(!broker.invalid_log_due(at(1500)));
+        assert!(broker.invalid_log_due(at(2000)));
+        assert!(broker.invalid_log_due(at(60_000)));
     }
 }
