@@ -86,33 +86,85 @@ impl Inbound {
     }
 }
 
-/// Validators of the message schemas used here, compiled once.
-static VALIDATORS: LazyLock<HashMap<String, jsonschema::Validator>> = LazyLock::new(|| {
-    let schemas = crate::spec::message_schemas();
-    [
-        "RedisQuote",
-        "RedisTrade",
-        "RedisBook",
-        "RedisPrivate",
-        "AccountUpdate",
-        "PositionUpdate",
-        "OrderUpdate",
-        "Notification",
-    ]
-    .into_iter()
-    .filter_map(|name| {
-        let schema = schemas.get(name)?;
-        let validator = jsonschema::options()
-            .should_validate_formats(true)
-            .build(schema)
-            .ok()?;
-        Some((name.to_owned(), validator))
-    })
-    .collect()
-});
+/// The messages Redis input is validated against: the four Redis messages,
+/// and the v1 messages a private event's `data` is checked as.
+const SCHEMAS: [&str; 8] = [
+    "RedisQuote",
+    "RedisTrade",
+    "RedisBook",
+    "RedisPrivate",
+    "AccountUpdate",
+    "PositionUpdate",
+    "OrderUpdate",
+    "Notification",
+];
+
+/// Why the schemas Redis messages are validated against cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SchemaError {
+    #[error("asyncapi.yaml has no message {0}, which Redis messages are validated against")]
+    Missing(&'static str),
+    #[error(
+        "the schema of message {message} (asyncapi.yaml), which Redis messages are validated against, does not compile: {reason}"
+    )]
+    Compile {
+        message: &'static str,
+        reason: String,
+    },
+}
+
+/// Compiled validators of the messages in `SCHEMAS`, by message name.
+pub struct Validators(HashMap<&'static str, jsonschema::Validator>);
+
+impl Validators {
+    /// Compiles the schema of every message in `SCHEMAS` from `schemas`
+    /// (the message schemas by name, as `spec::message_schemas` gives them).
+    ///
+    /// # Errors
+    /// A message without a schema, or a schema that does not compile: the
+    /// first such, in `SCHEMAS` order.
+    pub fn new(schemas: &Map<String, Value>) -> Result<Self, SchemaError> {
+        SCHEMAS
+            .into_iter()
+            .map(|message| {
+                let schema = schemas.get(message).ok_or(SchemaError::Missing(message))?;
+                let validator = jsonschema::options()
+                    .should_validate_formats(true)
+                    .build(schema)
+                    .map_err(|error| SchemaError::Compile {
+                        message,
+                        reason: error.to_string(),
+                    })?;
+                Ok((message, validator))
+            })
+            .collect::<Result<_, _>>()
+            .map(Self)
+    }
+}
+
+/// The validators of asyncapi.yaml's schemas, compiled on first use.
+static VALIDATORS: LazyLock<Result<Validators, SchemaError>> =
+    LazyLock::new(|| Validators::new(&crate::spec::message_schemas()));
+
+/// Compiles the schemas Redis messages are validated against now (once per
+/// process). `Broker::from_config` calls it, so a schema that is missing or
+/// does not compile stops the start instead of making every message of its
+/// channel invalid later.
+///
+/// # Errors
+/// As `Validators::new`, for the schemas built into this binary.
+pub fn check_schemas() -> Result<(), SchemaError> {
+    VALIDATORS.as_ref().map(drop).map_err(Clone::clone)
+}
 
 fn check(schema: &str, value: &Value) -> Result<(), Invalid> {
-    let validator = VALIDATORS
+    // Unusable validators are unreachable in a gateway: `Broker::from_config`
+    // fails first (`check_schemas`).
+    let validators = VALIDATORS
+        .as_ref()
+        .map_err(|error| invalid("schema", format!("cannot validate: {error}")))?;
+    let validator = validators
+        .0
         .get(schema)
         .ok_or_else(|| invalid("schema", format!("no schema {schema}")))?;
     match validator.iter_errors(value).next() {
@@ -488,6 +540,50 @@ mod tests {
                 .expect_err("too large")
                 .reason,
             "too_large"
+        );
+    }
+
+    #[test]
+    fn the_built_in_schemas_compile() {
+        assert_eq!(check_schemas(), Ok(()));
+    }
+
+    #[test]
+    fn a_schema_that_does_not_compile_is_an_error() {
+        let mut schemas = crate::spec::message_schemas();
+        assert!(Validators::new(&schemas).is_ok());
+        // Not a JSON Schema: `type` must be a name or a list of names.
+        schemas.insert("RedisQuote".into(), json!({"type": 12}));
+        match Validators::new(&schemas) {
+            Err(SchemaError::Compile { message, reason }) => {
+                assert_eq!(message, "RedisQuote");
+                assert!(!reason.is_empty());
+            }
+            Err(other) => panic!("another error: {other}"),
+            Ok(_) => panic!("a broken schema compiled"),
+        }
+        // A pattern that is not a regular expression, in a `data` schema.
+        let mut schemas = crate::spec::message_schemas();
+        schemas.insert(
+            "Notification".into(),
+            json!({"type": "object", "properties": {"title": {"type": "string", "pattern": "(unclosed"}}}),
+        );
+        assert!(matches!(
+            Validators::new(&schemas),
+            Err(SchemaError::Compile {
+                message: "Notification",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_missing_schema_is_an_error() {
+        let mut schemas = crate::spec::message_schemas();
+        schemas.remove("RedisBook");
+        assert_eq!(
+            Validators::new(&schemas).err(),
+            Some(SchemaError::Missing("RedisBook"))
         );
     }
 

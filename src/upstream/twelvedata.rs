@@ -1,7 +1,7 @@
 //! The TwelveData wire: the REST client (`/quote`, `/price`), the price
 //! stream's messages, and how the provider's answers map onto key-pool
 //! outcomes. No task, no timer and no state lives here; the source in
-//! `upstream/mod.rs` drives it.
+//! `upstream/runner.rs` drives it.
 //!
 //! The provider reports errors two ways, and both are handled: an HTTP
 //! status (429, 401, 403), or HTTP 200 with
