@@ -50,7 +50,7 @@ pub use self::{
     server::{HEADER_TIMEOUT_MS, MAX_HEADER_BYTES, ServerConfig},
     simulator::SimulatorConfig,
     store::StoreConfig,
-    upstream::{Secret, TwelveDataConfig, UpstreamConfig, UpstreamMode},
+    upstream::{Secret, TwelveDataConfig, UpstreamConfig, UpstreamMode, mask},
     ws::{CLOSE_GRACE_MS, WsConfig},
 };
 

@@ -111,12 +111,12 @@ impl TwelveDataConfig {
 /// serialized form are masked, so a dumped configuration never shows it;
 /// [`Secret::expose`] is the only way to its text.
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct Secret(String);
+pub struct Secret(std::sync::Arc<str>);
 
 impl Secret {
     /// `text` without surrounding whitespace.
     pub fn new(text: &str) -> Self {
-        Self(text.trim().to_owned())
+        Self(text.trim().into())
     }
 
     /// The whole secret. Never log it.
@@ -124,18 +124,31 @@ impl Secret {
         &self.0
     }
 
-    /// The secret as logs may show it: the first 4 and last 2 characters
-    /// around `…` when longer than 8 characters, `****` otherwise (the rule
-    /// of `upstream::keys::mask`).
+    /// The secret as logs may show it: see [`mask`].
     pub fn masked(&self) -> String {
-        let chars: Vec<char> = self.0.chars().collect();
-        if chars.len() > 8 {
-            let head: String = chars[..4].iter().collect();
-            let tail: String = chars[chars.len() - 2..].iter().collect();
-            format!("{head}…{tail}")
-        } else {
-            "****".to_owned()
+        mask(&self.0)
+    }
+
+    /// `text` with every occurrence of this secret masked: for error
+    /// messages that may quote a request URL.
+    pub fn scrub(&self, text: &str) -> String {
+        if self.0.is_empty() {
+            return text.to_owned();
         }
+        text.replace(&*self.0, &self.masked())
+    }
+}
+
+/// A secret as logs may show it: the first 4 and last 2 characters around
+/// `…` when longer than 8 characters, `****` otherwise.
+pub fn mask(secret: &str) -> String {
+    let chars: Vec<char> = secret.chars().collect();
+    if chars.len() > 8 {
+        let head: String = chars[..4].iter().collect();
+        let tail: String = chars[chars.len() - 2..].iter().collect();
+        format!("{head}…{tail}")
+    } else {
+        "****".to_owned()
     }
 }
 

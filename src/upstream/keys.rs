@@ -18,11 +18,11 @@
 //! A key never appears in full outside the request that carries it: its
 //! `Debug`, its serialized form and every report show it masked.
 
-use std::{fmt, sync::Arc, time::Duration};
+use std::{fmt, time::Duration};
 
 use jiff::{SignedDuration, Timestamp};
 use parking_lot::Mutex;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 /// Most keys a pool holds (two groups of eight).
 pub const MAX_KEYS: usize = 16;
@@ -43,68 +43,10 @@ const PLACEHOLDERS: &[&str] = &[
     "xxx",
 ];
 
-/// One API key. It prints and serializes masked; [`ApiKey::expose`] is the
-/// only way to its text, for the request that carries it.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct ApiKey(Arc<str>);
-
-impl ApiKey {
-    pub fn new(key: &str) -> Self {
-        Self(key.trim().into())
-    }
-
-    /// The full key, for the `apikey` parameter of a request. Never log it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// The key as logs and reports show it: see [`mask`].
-    pub fn masked(&self) -> String {
-        mask(&self.0)
-    }
-
-    /// `text` with every occurrence of this key masked: for error messages
-    /// that may quote a request URL.
-    pub fn scrub(&self, text: &str) -> String {
-        if self.0.is_empty() {
-            return text.to_owned();
-        }
-        text.replace(&*self.0, &self.masked())
-    }
-}
-
-impl fmt::Debug for ApiKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ApiKey({})", self.masked())
-    }
-}
-
-/// Serialized masked, so a dumped configuration never shows a key.
-impl Serialize for ApiKey {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.masked())
-    }
-}
-
-impl<'de> Deserialize<'de> for ApiKey {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        Ok(Self::new(&text))
-    }
-}
-
-/// A key as logs may show it: the first 4 and last 2 characters around `…`
-/// when longer than 8 characters, `****` otherwise.
-pub fn mask(key: &str) -> String {
-    let chars: Vec<char> = key.chars().collect();
-    if chars.len() > 8 {
-        let head: String = chars[..4].iter().collect();
-        let tail: String = chars[chars.len() - 2..].iter().collect();
-        format!("{head}…{tail}")
-    } else {
-        "****".to_owned()
-    }
-}
+/// One API key: the configuration's [`Secret`] (it prints and serializes
+/// masked; `expose` is the only way to its text, for the request that
+/// carries it).
+pub use crate::config::{Secret as ApiKey, mask};
 
 /// Whether `value` is a real key rather than an empty value or a placeholder
 /// copied from an example.
@@ -901,7 +843,7 @@ mod tests {
             assert!(!text.contains(secret), "{text}");
             assert!(!text.contains("456789"), "{text}");
         }
-        assert_eq!(format!("{key:?}"), "ApiKey(0123…ef)");
+        assert_eq!(format!("{key:?}"), "Secret(0123…ef)");
         assert_eq!(key.expose(), secret);
     }
 
