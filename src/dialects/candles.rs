@@ -230,18 +230,22 @@ pub fn routes(
         .at(PATH, get(endpoint))
         .at("/health", get(health))
         .at("/health/ws-stats", get(ws_stats))
-        .data(gateway)
         .data(Arc::new(Edge {
             rooms,
-            dialect,
+            rules: Arc::new(Rules::standard(
+                &gateway,
+                dialect,
+                gateway.quotes_outbox_limits.clone(),
+            )),
             policy,
         }))
+        .data(gateway)
 }
 
 /// What the listener's handlers share.
 struct Edge {
     rooms: Arc<Rooms>,
-    dialect: Dialect,
+    rules: Arc<Rules>,
     policy: Arc<Policy>,
 }
 
@@ -252,13 +256,10 @@ fn endpoint(
     Data(edge): Data<&Arc<Edge>>,
 ) -> Response {
     upgrade(request, gateway, &edge.policy, || {
-        let rules = Rules::standard(
-            gateway,
-            edge.dialect.clone(),
-            gateway.quotes_outbox_limits.clone(),
-        );
         let rooms = edge.rooms.clone();
-        Ok((rules, move |conn: &Conn<'_>| Client::open(conn, rooms)))
+        Ok((edge.rules.clone(), move |conn: &Conn<'_>| {
+            Client::open(conn, rooms)
+        }))
     })
 }
 

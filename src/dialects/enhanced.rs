@@ -560,7 +560,11 @@ pub fn routes(gateway: Arc<Gateway>, dialect: Dialect, policy: Arc<Policy>) -> i
     let service = openapi_service(gateway.clone(), probes);
     let edge = Arc::new(Edge {
         clients: Arc::default(),
-        dialect,
+        rules: Arc::new(Rules::standard(
+            &gateway,
+            dialect,
+            gateway.quotes_outbox_limits.clone(),
+        )),
         policy,
     });
     Route::new()
@@ -592,7 +596,7 @@ fn stream_all(
             .symbols()
             .filter_map(|(name, _)| gateway.hub.symbols().insert(name).ok())
             .collect();
-        Ok(admitted(gateway, edge, symbols))
+        Ok(admitted(edge, symbols))
     })
 }
 
@@ -623,7 +627,7 @@ fn stream_symbol(
             )
             .into());
         };
-        Ok(admitted(gateway, edge, vec![symbol]))
+        Ok(admitted(edge, vec![symbol]))
     })
 }
 
@@ -631,22 +635,19 @@ fn stream_symbol(
 struct Edge {
     /// The streams' open connections (`clients_connected`).
     clients: Arc<Registry>,
-    dialect: Dialect,
+    rules: Arc<Rules>,
     policy: Arc<Policy>,
 }
 
 fn admitted(
-    gateway: &Arc<Gateway>,
     edge: &Edge,
     symbols: Vec<Symbol>,
-) -> (Rules, impl FnOnce(&Conn<'_>) -> Stream + Send + 'static) {
-    let rules = Rules::standard(
-        gateway,
-        edge.dialect.clone(),
-        gateway.quotes_outbox_limits.clone(),
-    );
+) -> (
+    Arc<Rules>,
+    impl FnOnce(&Conn<'_>) -> Stream + Send + 'static,
+) {
     let clients = edge.clients.clone();
-    (rules, move |conn: &Conn<'_>| {
+    (edge.rules.clone(), move |conn: &Conn<'_>| {
         Stream::open(conn, clients, symbols)
     })
 }

@@ -84,18 +84,18 @@ pub fn routes(
     Route::new()
         .at(PATH, get(endpoint))
         .at("/health", get(health))
-        .data(gateway)
         .data(Arc::new(Edge {
             streams,
-            dialect,
+            rules: Arc::new(rules(&gateway, dialect)),
             policy,
         }))
+        .data(gateway)
 }
 
 /// What the listener's handlers share.
 struct Edge {
     streams: Arc<Streams>,
-    dialect: Dialect,
+    rules: Arc<Rules>,
     policy: Arc<Policy>,
 }
 
@@ -118,9 +118,8 @@ fn endpoint(
             .get("token")
             .and_then(|token| gateway.auth.verify(token).err())
             .map(|error| format!("Authentication failed: the token does not verify ({error})"));
-        let rules = rules(gateway, edge.dialect.clone());
         let streams = edge.streams.clone();
-        Ok((rules, move |conn: &Conn<'_>| {
+        Ok((edge.rules.clone(), move |conn: &Conn<'_>| {
             Session::open(conn, streams, refused)
         }))
     })

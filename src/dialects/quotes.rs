@@ -49,16 +49,16 @@ pub fn endpoint(
         let task = watch_redis(gateway.clone(), registry.clone());
         gateway.tasks.spawn(task);
     }
+    let rules = Arc::new(Rules::standard(
+        &gateway,
+        dialect,
+        gateway.quotes_outbox_limits.clone(),
+    ));
     Arc::new(poem::endpoint::make_sync(move |request: Request| {
         upgrade(&request, &gateway, &policy, || {
             let tickers = admit(&request, &gateway)?;
             let registry = registry.clone();
-            let rules = Rules::standard(
-                &gateway,
-                dialect.clone(),
-                gateway.quotes_outbox_limits.clone(),
-            );
-            Ok((rules, move |conn: &Conn<'_>| {
+            Ok((rules.clone(), move |conn: &Conn<'_>| {
                 Quotes::open(conn, &registry, tickers)
             }))
         })

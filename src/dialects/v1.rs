@@ -44,11 +44,17 @@ pub fn endpoint(
     policy: Arc<Policy>,
 ) -> impl poem::Endpoint {
     let shared = Arc::new(Shared::default());
+    let rules = Arc::new(Rules::standard(
+        &gateway,
+        dialect,
+        gateway.outbox_limits.clone(),
+    ));
     poem::endpoint::make_sync(move |request| {
         let shared = shared.clone();
         upgrade(&request, &gateway, &policy, || {
-            let rules = Rules::standard(&gateway, dialect.clone(), gateway.outbox_limits.clone());
-            Ok((rules, move |conn: &Conn<'_>| Session::open(conn, shared)))
+            Ok((rules.clone(), move |conn: &Conn<'_>| {
+                Session::open(conn, shared)
+            }))
         })
     })
 }

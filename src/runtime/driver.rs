@@ -168,35 +168,11 @@ enum End {
     Gone,
 }
 
-/// Serves one upgraded connection until it closes.
-pub async fn run<S, H, M>(gateway: Arc<Gateway>, ws: WebSocketStream<S>, rules: Rules, make: M)
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
-    H: Handler,
-    M: FnOnce(&Conn<'_>) -> H,
-{
-    let outbox = Arc::new(Outbox::new(rules.outbox.clone()));
-    let subscriber = gateway.hub.register(outbox.clone(), rules.dialect.clone());
-    let conn = Conn {
-        gateway: &gateway,
-        subscriber: &subscriber,
-    };
-    gateway.stats.connection_opened();
-    tracing::debug!(conn = subscriber.id, "connected");
-    let mut driver = Driver::new(ws, rules);
-    let mut handler = make(&conn);
-    let end = driver.serve(&conn, &mut handler).await;
-    handler.on_close(&conn);
-    gateway.hub.unregister(subscriber.id);
-    driver.finish(&conn, end).await;
-    gateway.stats.dropped(outbox.discarded());
-    gateway.stats.connection_closed();
-    tracing::debug!(conn = subscriber.id, "disconnected");
-}
-
-struct Driver<S> {
+/// One upgraded connection, ready to be driven (`Driver::run`).
+pub struct Driver<S> {
     ws: WebSocketStream<S>,
-    rules: Rules,
+    /// Shared by every connection of the dialect.
+    rules: Arc<Rules>,
     limiter: DefaultDirectRateLimiter,
     /// Frames over the inbound rate in the current window.
     violations: u32,
@@ -209,7 +185,43 @@ impl<S> Driver<S>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    fn new(ws: WebSocketStream<S>, rules: Rules) -> Self {
+    /// Serves the connection until it closes; `make` makes the dialect's
+    /// handler once it is open, and `_hold` (its connection permit and
+    /// address slot) is kept for as long.
+    ///
+    /// The driver runs from `self` in place: an async fn keeps its
+    /// arguments for its whole life, so moving the socket or the rules out
+    /// of them into a local would store them twice in every idle
+    /// connection's task.
+    pub async fn run<H, M, K>(mut self, gateway: Arc<Gateway>, make: M, _hold: K)
+    where
+        H: Handler,
+        M: FnOnce(&Conn<'_>) -> H,
+        K: Send,
+    {
+        let outbox = Arc::new(Outbox::new(self.rules.outbox.clone()));
+        let subscriber = gateway
+            .hub
+            .register(outbox.clone(), self.rules.dialect.clone());
+        let conn = Conn {
+            gateway: &gateway,
+            subscriber: &subscriber,
+        };
+        gateway.stats.connection_opened();
+        tracing::debug!(conn = subscriber.id, "connected");
+        let mut handler = make(&conn);
+        let end = self.serve(&conn, &mut handler).await;
+        handler.on_close(&conn);
+        gateway.hub.unregister(subscriber.id);
+        // Once per connection: boxed, so the close handshake's state takes
+        // no room in every idle connection's task.
+        Box::pin(self.finish(&conn, end)).await;
+        gateway.stats.dropped(outbox.discarded());
+        gateway.stats.connection_closed();
+        tracing::debug!(conn = subscriber.id, "disconnected");
+    }
+
+    pub fn new(ws: WebSocketStream<S>, rules: Arc<Rules>) -> Self {
         let now = Instant::now();
         let next_ping = match rules.liveness {
             Liveness::Ping { every, .. } => now + every,

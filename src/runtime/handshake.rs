@@ -31,7 +31,7 @@ use tokio_tungstenite::{
 use tracing::Instrument;
 
 use super::{
-    driver::{self, Conn, Handler, Rules},
+    driver::{Conn, Driver, Handler, Rules},
     ip::{IpLimits, IpRefusal},
 };
 use crate::gateway::Gateway;
@@ -101,7 +101,7 @@ pub fn upgrade<H, M, F>(
 where
     H: Handler,
     M: FnOnce(&Conn<'_>) -> H + Send + 'static,
-    F: FnOnce() -> Result<(Rules, M), Refused>,
+    F: FnOnce() -> Result<(Arc<Rules>, M), Refused>,
 {
     let Some(key) = handshake_key(request) else {
         let response = json_error(
@@ -175,19 +175,19 @@ where
     let handover = Duration::from_millis(gateway.config.server.header_timeout_ms);
     let task_gateway = gateway.clone();
     let span = tracing::info_span!("ws", dialect = rules.dialect.name());
-    gateway.tasks.spawn(
-        async move {
-            let _permit = permit;
-            let _slot = slot;
-            let Ok(Ok(upgraded)) = tokio::time::timeout(handover, on_upgrade).await else {
-                return;
-            };
-            let socket =
-                WebSocketStream::from_raw_socket(upgraded, Role::Server, Some(config)).await;
-            driver::run(task_gateway, socket, rules, make).await;
-        }
-        .instrument(span),
-    );
+    // Two tasks in turn: this short one waits for the upgrade, then starts
+    // the connection's own, which holds only the driver (a task keeps room
+    // for everything its future ever held, for its whole life).
+    gateway.tasks.spawn(async move {
+        let hold = (permit, slot);
+        let Ok(Ok(upgraded)) = tokio::time::timeout(handover, on_upgrade).await else {
+            return;
+        };
+        let socket = WebSocketStream::from_raw_socket(upgraded, Role::Server, Some(config)).await;
+        let driver = Driver::new(socket, rules);
+        let tasks = task_gateway.tasks.clone();
+        tasks.spawn(driver.run(task_gateway, make, hold).instrument(span));
+    });
     Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)
         .header(header::CONNECTION, "upgrade")
