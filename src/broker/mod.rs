@@ -212,3 +212,18 @@ impl Broker {
         tasks.spawn(self.clone().subscribe_loop(ingest.local_only(), shutdown));
     }
 }
+
+/// A broker for the machine's Redis (127.0.0.1:6379), not started: for the
+/// unit tests of the broker's parts.
+#[cfg(test)]
+fn test_broker() -> Arc<Broker> {
+    let config = RedisConfig {
+        url: Some("redis://127.0.0.1:6379".into()),
+        cluster_nodes: Vec::new(),
+        prefix: String::new(),
+    };
+    #[allow(clippy::expect_used)]
+    Broker::from_config(&config)
+        .expect("a valid URL")
+        .expect("a broker")
+}

@@ -182,7 +182,6 @@ impl Relay for Broker {
 mod tests {
     use super::*;
     use crate::{
-        config::RedisConfig,
         event::{Payload, Tick, Topic},
         spec::messages::Channel,
     };
@@ -212,14 +211,7 @@ mod tests {
     /// full: it returns at once, and the event is counted as dropped.
     #[test]
     fn relays_past_the_bound_are_dropped_and_counted() {
-        let config = RedisConfig {
-            url: Some("redis://127.0.0.1:6379".into()),
-            cluster_nodes: Vec::new(),
-            prefix: String::new(),
-        };
-        let broker = Broker::from_config(&config)
-            .expect("a valid URL")
-            .expect("a broker");
+        let broker = super::super::test_broker();
         // While disconnected nothing is queued: each event is a drop.
         broker.relay(&tick(0));
         assert_eq!(broker.stats().relay_dropped(), 1);

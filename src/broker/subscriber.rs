@@ -304,19 +304,9 @@ impl Broker {
 mod tests {
     use std::time::Duration;
 
-    use super::*;
-    use crate::config::RedisConfig;
-
     #[test]
     fn invalid_messages_are_logged_at_most_once_a_second() {
-        let config = RedisConfig {
-            url: Some("redis://127.0.0.1:6379".into()),
-            cluster_nodes: Vec::new(),
-            prefix: String::new(),
-        };
-        let broker = Broker::from_config(&config)
-            .expect("a valid URL")
-            .expect("a broker");
+        let broker = super::super::test_broker();
         let start = broker.started;
         let at = |ms| start + Duration::from_millis(ms);
         // The first one is logged at once, even right after the start.
