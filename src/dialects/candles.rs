@@ -40,7 +40,7 @@ use crate::{
     },
     runtime::{
         driver::{Conn, Handler, Refusal, Rules},
-        handshake::{Policy, upgrade},
+        handshake::{self, Policy},
         registry::{Entry, Registry},
     },
     spec::messages::{CandlesServerFrame, Channel},
@@ -231,23 +231,19 @@ pub fn routes(
         .at("/health", get(health))
         .at("/health/ws-stats", get(ws_stats))
         .data(Arc::new(Edge {
-            rooms,
             rules: Arc::new(Rules::standard(
                 &gateway,
                 dialect,
                 gateway.quotes_outbox_limits.clone(),
             )),
             policy,
+            state: rooms,
         }))
         .data(gateway)
 }
 
-/// What the listener's handlers share.
-struct Edge {
-    rooms: Arc<Rooms>,
-    rules: Arc<Rules>,
-    policy: Arc<Policy>,
-}
+/// What the listener's handlers share: the rooms.
+type Edge = handshake::Edge<Arc<Rooms>>;
 
 #[handler]
 fn endpoint(
@@ -255,11 +251,9 @@ fn endpoint(
     Data(gateway): Data<&Arc<Gateway>>,
     Data(edge): Data<&Arc<Edge>>,
 ) -> Response {
-    upgrade(request, gateway, &edge.policy, || {
-        let rooms = edge.rooms.clone();
-        Ok((edge.rules.clone(), move |conn: &Conn<'_>| {
-            Client::open(conn, rooms)
-        }))
+    edge.upgrade(request, gateway, |rooms| {
+        let rooms = rooms.clone();
+        Ok(move |conn: &Conn<'_>| Client::open(conn, rooms))
     })
 }
 
@@ -270,7 +264,7 @@ fn health(
 ) -> Json<serde_json::Value> {
     Json(json!({
         "status": "ok",
-        "connections": edge.rooms.connections.len(),
+        "connections": edge.state.connections.len(),
         "timestamp": crate::spec::CandlesTime(gateway.clock.now()).to_string(),
     }))
 }
@@ -291,7 +285,7 @@ async fn ws_stats(
                 .unwrap_or(0);
         }
     }
-    Json(edge.rooms.stats(u64::try_from(minutes).unwrap_or(0)))
+    Json(edge.state.stats(u64::try_from(minutes).unwrap_or(0)))
 }
 
 /// One candles connection: the rooms it joined or is joining.

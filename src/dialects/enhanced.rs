@@ -30,7 +30,7 @@ use crate::{
     protocol::{Text, enhanced as codec},
     runtime::{
         driver::{Conn, Handler, Refusal, Rules},
-        handshake::{Policy, json_error, upgrade},
+        handshake::{self, Policy, json_error},
         registry::{Entry, Registry},
     },
     spec::messages::Channel,
@@ -559,13 +559,13 @@ pub fn routes(gateway: Arc<Gateway>, dialect: Dialect, policy: Arc<Policy>) -> i
     gateway.tasks.spawn(run_probes(gateway.clone(), probe));
     let service = openapi_service(gateway.clone(), probes);
     let edge = Arc::new(Edge {
-        clients: Arc::default(),
         rules: Arc::new(Rules::standard(
             &gateway,
             dialect,
             gateway.quotes_outbox_limits.clone(),
         )),
         policy,
+        state: Arc::default(),
     });
     Route::new()
         .at(PATHS[0], get(stream_all))
@@ -590,13 +590,13 @@ fn stream_all(
     Data(gateway): Data<&Arc<Gateway>>,
     Data(edge): Data<&Arc<Edge>>,
 ) -> Response {
-    upgrade(request, gateway, &edge.policy, || {
+    edge.upgrade(request, gateway, |clients| {
         let symbols: Vec<Symbol> = gateway
             .calendar
             .symbols()
             .filter_map(|(name, _)| gateway.hub.symbols().insert(name).ok())
             .collect();
-        Ok(admitted(edge, symbols))
+        Ok(admitted(clients.clone(), symbols))
     })
 }
 
@@ -608,7 +608,7 @@ fn stream_symbol(
     Data(gateway): Data<&Arc<Gateway>>,
     Data(edge): Data<&Arc<Edge>>,
 ) -> Response {
-    upgrade(request, gateway, &edge.policy, || {
+    edge.upgrade(request, gateway, |clients| {
         let bound = gateway
             .calendar
             .symbols()
@@ -627,29 +627,19 @@ fn stream_symbol(
             )
             .into());
         };
-        Ok(admitted(edge, vec![symbol]))
+        Ok(admitted(clients.clone(), vec![symbol]))
     })
 }
 
-/// What the listener's stream handlers share.
-struct Edge {
-    /// The streams' open connections (`clients_connected`).
-    clients: Arc<Registry>,
-    rules: Arc<Rules>,
-    policy: Arc<Policy>,
-}
+/// What the listener's stream handlers share: the streams' open
+/// connections (`clients_connected`).
+type Edge = handshake::Edge<Arc<Registry>>;
 
 fn admitted(
-    edge: &Edge,
+    clients: Arc<Registry>,
     symbols: Vec<Symbol>,
-) -> (
-    Arc<Rules>,
-    impl FnOnce(&Conn<'_>) -> Stream + Send + 'static,
-) {
-    let clients = edge.clients.clone();
-    (edge.rules.clone(), move |conn: &Conn<'_>| {
-        Stream::open(conn, clients, symbols)
-    })
+) -> impl FnOnce(&Conn<'_>) -> Stream + Send + 'static {
+    move |conn: &Conn<'_>| Stream::open(conn, clients, symbols)
 }
 
 /// One stream connection. The client may send `{"type":"heartbeat"}`; the

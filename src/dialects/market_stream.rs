@@ -38,7 +38,7 @@ use crate::{
     },
     runtime::{
         driver::{Conn, Handler, Inbound, Liveness, Refusal, Rules},
-        handshake::{Policy, upgrade},
+        handshake::{self, Policy},
         registry::{Entry, Registry},
     },
     spec::messages::{Channel, UsdcopErrorCode},
@@ -85,19 +85,15 @@ pub fn routes(
         .at(PATH, get(endpoint))
         .at("/health", get(health))
         .data(Arc::new(Edge {
-            streams,
             rules: Arc::new(rules(&gateway, dialect)),
             policy,
+            state: streams,
         }))
         .data(gateway)
 }
 
-/// What the listener's handlers share.
-struct Edge {
-    streams: Arc<Streams>,
-    rules: Arc<Rules>,
-    policy: Arc<Policy>,
-}
+/// What the listener's handlers share: the stream's connections.
+type Edge = handshake::Edge<Arc<Streams>>;
 
 /// The handshake: 429 beyond `max_connections_per_ip`, otherwise as every
 /// dialect (426, 503). A `?token=` that does not verify gets
@@ -108,7 +104,7 @@ fn endpoint(
     Data(gateway): Data<&Arc<Gateway>>,
     Data(edge): Data<&Arc<Edge>>,
 ) -> Response {
-    upgrade(request, gateway, &edge.policy, || {
+    edge.upgrade(request, gateway, |streams| {
         let query = request
             .params::<HashMap<String, String>>()
             .unwrap_or_default();
@@ -118,10 +114,8 @@ fn endpoint(
             .get("token")
             .and_then(|token| gateway.auth.verify(token).err())
             .map(|error| format!("Authentication failed: the token does not verify ({error})"));
-        let streams = edge.streams.clone();
-        Ok((edge.rules.clone(), move |conn: &Conn<'_>| {
-            Session::open(conn, streams, refused)
-        }))
+        let streams = streams.clone();
+        Ok(move |conn: &Conn<'_>| Session::open(conn, streams, refused))
     })
 }
 
@@ -150,7 +144,7 @@ fn health(Data(edge): Data<&Arc<Edge>>) -> Json<serde_json::Value> {
         "status": "healthy",
         "service": "websocket-service",
         "version": env!("CARGO_PKG_VERSION"),
-        "clients_connected": edge.streams.connections(),
+        "clients_connected": edge.state.connections(),
     }))
 }
 

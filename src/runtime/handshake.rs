@@ -79,6 +79,29 @@ impl Policy {
     }
 }
 
+/// What a dialect endpoint's handlers share: the rules of its connections,
+/// its listener's policy, and the dialect's own `state`.
+pub struct Edge<T> {
+    pub rules: Arc<Rules>,
+    pub policy: Arc<Policy>,
+    pub state: T,
+}
+
+impl<T> Edge<T> {
+    /// `upgrade` with this endpoint's policy and rules: `admit` runs the
+    /// dialect's own checks and returns what makes its handler.
+    pub fn upgrade<H, M, F>(&self, request: &Request, gateway: &Arc<Gateway>, admit: F) -> Response
+    where
+        H: Handler,
+        M: FnOnce(&Conn<'_>) -> H + Send + 'static,
+        F: FnOnce(&T) -> Result<M, Refused>,
+    {
+        upgrade(request, gateway, &self.policy, || {
+            Ok((self.rules.clone(), admit(&self.state)?))
+        })
+    }
+}
+
 /// A dialect's refusal of a handshake: the response to send instead of 101.
 pub struct Refused(Box<Response>);
 
